@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run Molecule scenarios one after another (two cores: never in parallel), each with its
+# full test sequence, and report the time each took. Stops at the first failure, after
+# destroying that scenario's containers.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+scenarios=("$@")
+[ "${#scenarios[@]}" -gt 0 ] || { echo "molecule.sh: no scenario given" >&2; exit 2; }
+passed=0
+for s in "${scenarios[@]}"; do
+  [ "$s" = shared ] && continue
+  start=$(date +%s)
+  echo "----- molecule scenario $s -----"
+  if molecule test -s "$s"; then
+    passed=$((passed + 1))
+    echo "----- molecule scenario $s: passed in $(( $(date +%s) - start ))s -----"
+  else
+    rc=$?
+    echo "----- molecule scenario $s: FAILED in $(( $(date +%s) - start ))s -----"
+    molecule destroy -s "$s" >/dev/null 2>&1 || true
+    echo "molecule: $passed passed, 1 failed"
+    exit "$rc"
+  fi
+done
+echo "molecule: $passed passed, 0 failed"

@@ -1,0 +1,37 @@
+"""Real servers for the integration tests, once per test session.
+
+Tests take connection details from these fixtures and never from fixed ports. Each server
+is stopped and its directory removed when the session ends, whether the tests passed,
+failed or were interrupted.
+"""
+
+import pytest
+
+from tests.support.modules import run_module as _run_module
+from tests.support.servers import PostgresServer, RedisServer, TestCA
+
+
+@pytest.fixture(scope="session")
+def test_ca():
+    with TestCA() as ca:
+        yield ca
+
+
+@pytest.fixture(scope="session")
+def postgres(test_ca):
+    """A running PostgreSQL (scram passwords, TLS) on a free loopback port."""
+    with PostgresServer(test_ca) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(test_ca):
+    """A running Redis (password, ACL user, TLS port, unix socket) on free loopback ports."""
+    with RedisServer(test_ca) as server:
+        yield server
+
+
+@pytest.fixture
+def run_module():
+    """Run a bosun.platform module in a subprocess, as Ansible does on a host."""
+    return _run_module

@@ -1,0 +1,1 @@
+"""Helpers shared by the unit tests, the integration tests and the benchmarks."""
