@@ -4,7 +4,7 @@
 # destroying that scenario's containers.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 scenarios=("$@")
 [ "${#scenarios[@]}" -gt 0 ] || { echo "molecule.sh: no scenario given" >&2; exit 2; }
 passed=0
