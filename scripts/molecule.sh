@@ -6,6 +6,8 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 scenarios=("$@")
+# Plain output when not on a terminal (CI logs).
+if [ ! -t 1 ]; then export NO_COLOR=1 ANSIBLE_NOCOLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0; fi
 [ "${#scenarios[@]}" -gt 0 ] || { echo "molecule.sh: no scenario given" >&2; exit 2; }
 passed=0
 for s in "${scenarios[@]}"; do
