@@ -1,0 +1,252 @@
+#!/usr/bin/python
+# Copyright: bosun.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: redis_flush
+short_description: Delete Redis keys by pattern or prefix without blocking the server
+version_added: 0.1.0
+description:
+  - Deletes the keys that match glob patterns or start with literal prefixes, or flushes a
+    whole database or every database.
+  - Patterns and prefixes are handled with C(SCAN ... MATCH ... COUNT) and C(UNLINK) (or
+    C(DEL)) in pipelined batches on one connection. Every command does a bounded amount of
+    work (about O(scan_count) keys), so the server keeps serving other clients; nothing runs
+    a Lua script or C(KEYS).
+  - Keys that do not match are never touched; prefixes are escaped, so the prefix C(a*b:)
+    deletes only keys that start with the five characters C(a*b:).
+  - O(db) and O(all) use C(FLUSHDB ASYNC) and C(FLUSHALL ASYNC) unless O(flush_mode=sync).
+  - Guards. A pattern that matches every key (empty, or made only of C(*) and C(?)), and
+    O(db) or O(all) on a server that holds keys, are refused unless O(force=true).
+    O(max_keys) counts the matching keys first and deletes nothing when there are more.
+  - In check mode the module runs the same SCAN, deletes nothing, and reports the exact
+    number of keys a real run would delete (each key counted once, also when two patterns
+    match it). It keeps the names of the matching keys in memory to do so (about 100 bytes
+    a key).
+  - Refuses a server in cluster mode and a read-only replica, with a message that says so.
+  - A lost connection fails the task with the number of keys deleted so far; running it again
+    deletes the rest.
+author:
+  - bosun.platform maintainers (@bosun-platform)
+extends_documentation_fragment:
+  - bosun.platform.redis
+options:
+  patterns:
+    description:
+      - Redis glob patterns (as for C(SCAN MATCH)); keys that match any of them are deleted.
+      - An empty pattern means every key and needs O(force=true).
+      - One of O(patterns), O(prefixes), O(db) or O(all) is required.
+    type: list
+    elements: str
+  prefixes:
+    description:
+      - Literal key prefixes; C(*), C(?), C([), C(]) and C(\) in them are escaped, so they
+        match only themselves. Keys that start with any of them are deleted.
+      - An empty prefix means every key and needs O(force=true).
+    type: list
+    elements: str
+  db:
+    description:
+      - Flush the whole database O(login_db) (C(FLUSHDB)). Needs O(force=true) when it holds keys.
+    type: bool
+  all:
+    description:
+      - Flush every database of the server (C(FLUSHALL)). Needs O(force=true) when any holds keys.
+    type: bool
+  force:
+    description:
+      - Allow a pattern that matches every key, and O(db) or O(all) on a server that holds keys.
+    type: bool
+    default: false
+  max_keys:
+    description:
+      - Count the keys first and fail, deleting nothing, when more than this many match.
+      - Keys written between the count and the deletion are deleted too if they match.
+    type: int
+  scan_count:
+    description:
+      - The C(COUNT) hint of each C(SCAN) call, which is also about the size of each
+        C(UNLINK) batch. Larger is faster but makes each command longer; at 1000 no command
+        takes more than a few milliseconds.
+    type: int
+    default: 1000
+  key_type:
+    description:
+      - Delete only keys of this type (C(SCAN ... TYPE), Redis 6.0 or later). Patterns and
+        prefixes only.
+    type: str
+    choices: [string, list, set, zset, hash, stream]
+  delete_command:
+    description:
+      - C(unlink) frees large values in the background; C(del) frees them before replying.
+    type: str
+    default: unlink
+    choices: [unlink, del]
+  flush_mode:
+    description:
+      - For O(db) and O(all). C(async) frees memory in the background; C(sync) before replying,
+        which blocks the server for as long as that takes.
+    type: str
+    default: async
+    choices: [async, sync]
+  pause_ms:
+    description:
+      - Milliseconds to sleep after each batch, to leave a busy server more room.
+    type: int
+    default: 0
+notes:
+  - The user needs C(SCAN) and C(UNLINK) (or C(DEL)) on the keys it deletes, C(FLUSHDB) or
+    C(FLUSHALL) for O(db) and O(all), and preferably C(INFO) (to detect clusters and replicas
+    and to report RV(scanned)). C(CLIENT SETNAME) is used when allowed.
+  - Cluster mode is not supported.
+  - This module talks RESP directly and does not need the Python redis library.
+seealso:
+  - name: Redis SCAN
+    description: Guarantees and limits of incremental iteration.
+    link: https://redis.io/docs/latest/commands/scan/
+"""
+
+EXAMPLES = r"""
+- name: Invalidate the menu and search caches
+  bosun.platform.redis_flush:
+    patterns:
+      - "menu:*"
+      - "search:*"
+    login_password: "{{ vault_redis_password }}"
+
+- name: Delete one user's keys, refusing if the pattern is wider than expected
+  bosun.platform.redis_flush:
+    prefixes:
+      - "user:{{ user_id }}:"
+    max_keys: 10000
+    login_user: cache_maint
+    login_password: "{{ vault_redis_cache_maint_password }}"
+
+- name: Flush database 2 over TLS
+  bosun.platform.redis_flush:
+    db: true
+    force: true
+    login_db: 2
+    login_host: cache1.internal
+    login_port: 6380
+    tls: true
+    ca_cert: /etc/ssl/bosun/ca.crt
+    login_password: "{{ vault_redis_password }}"
+
+- name: How many keys would go?
+  bosun.platform.redis_flush:
+    patterns: ["session:*"]
+    login_password: "{{ vault_redis_password }}"
+  check_mode: true
+  register: would_flush
+"""
+
+RETURN = r"""
+scope:
+  description: The scope that was flushed.
+  returned: success
+  type: str
+  sample: patterns
+db:
+  description: The database index the keys were deleted from; null for O(all).
+  returned: success
+  type: int
+  sample: 0
+results:
+  description:
+    - One entry per pattern (or prefix), in the order given; for O(db) and O(all) one entry per
+      database that held keys.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    pattern:
+      description: The C(SCAN MATCH) pattern used (a prefix escaped and followed by C(*)); null for O(db) and O(all).
+      type: str
+      sample: "menu:*"
+    prefix:
+      description: The prefix as given. Only for O(prefixes).
+      type: str
+      sample: "menu:"
+    db:
+      description: The database index.
+      type: int
+      sample: 0
+    matched:
+      description:
+        - Keys that matched. Deleting, the keys SCAN returned (Redis may return a key twice
+          while it resizes its table); in check mode, distinct keys not already counted for an
+          earlier pattern; for O(db) and O(all), the keys the database held.
+      type: int
+      sample: 1000
+    deleted:
+      description:
+        - Keys deleted, as the server reported them; in check mode, keys that would be deleted.
+      type: int
+      sample: 1000
+    scan_calls:
+      description: SCAN commands sent for this pattern (0 for O(db) and O(all)).
+      type: int
+      sample: 2
+    duration_ms:
+      description: Time spent on this entry, in milliseconds.
+      type: int
+      sample: 12
+  sample:
+    - pattern: "menu:*"
+      db: 0
+      matched: 1000
+      deleted: 1000
+      scan_calls: 2
+      duration_ms: 12
+matched:
+  description: Sum of RV(results[].matched).
+  returned: success
+  type: int
+  sample: 1000
+deleted:
+  description:
+    - Sum of RV(results[].deleted); in check mode, the keys that would be deleted. On failure,
+      the keys confirmed deleted before it.
+  returned: always
+  type: int
+  sample: 1000
+scanned:
+  description:
+    - Keys in the database when each SCAN pass started, summed over the passes (the keyspace
+      the passes walked over); 0 for O(db) and O(all). Null when the user may run neither
+      C(INFO) nor C(DBSIZE).
+  returned: success
+  type: int
+  sample: 2000000
+duration_ms:
+  description: Wall time of the whole flush, connecting included, in milliseconds.
+  returned: always
+  type: int
+  sample: 2110
+redis_version:
+  description: The server's version from C(INFO); null when C(INFO) is not allowed.
+  returned: success
+  type: str
+  sample: 7.0.15
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.bosun.platform.plugins.module_utils._flush import FlushError, argument_spec, run  # noqa: E402
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = run(module.params, check_mode=module.check_mode)
+    except FlushError as exc:
+        module.fail_json(msg=exc.message, **exc.result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
