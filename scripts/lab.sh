@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The local lab: the platform's five hosts as systemd containers on a private Docker
+# network, reached over SSH like Droplets (sshd in each, root with a generated key, as a
+# fresh Droplet has). inventories/lab/ describes them.
+#
+#   scripts/lab.sh up      create or start the hosts (idempotent)
+#   scripts/lab.sh down    remove them and their network
+#   scripts/lab.sh status  list them
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NETWORK=bosun-lab
+SUBNET=172.30.213.0/24
+GATEWAY=172.30.213.1
+IMAGE=${BOSUN_LAB_IMAGE:-bosun-platform/debian:12}
+KEY_DIR="$ROOT/.cache/lab"
+KEY="$KEY_DIR/id_ed25519"
+# name:address — keep in step with inventories/lab/hosts.yml
+HOSTS="lb1:172.30.213.10 app1:172.30.213.21 app2:172.30.213.22 db1:172.30.213.31 cache1:172.30.213.41"
+
+log() { printf '[lab %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
+
+ssh_to() {  # ssh_to <address> <command...>
+  local addr=$1; shift
+  ssh -i "$KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o ConnectTimeout=5 -o LogLevel=ERROR "root@$addr" "$@"
+}
+
+up() {
+  docker image inspect "$IMAGE" >/dev/null 2>&1 || die "image $IMAGE is missing: run 'make setup' first"
+  mkdir -p "$KEY_DIR"
+  [ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -C bosun-lab -f "$KEY"
+  if ! docker network inspect "$NETWORK" >/dev/null 2>&1; then
+    log "creating network $NETWORK ($SUBNET)"
+    docker network create --subnet "$SUBNET" --gateway "$GATEWAY" "$NETWORK" >/dev/null
+  fi
+  local spec name addr container
+  for spec in $HOSTS; do
+    name=${spec%%:*}; addr=${spec##*:}; container="bosun-lab-$name"
+    if ! docker container inspect "$container" >/dev/null 2>&1; then
+      log "creating $name ($addr)"
+      docker run -d --name "$container" --hostname "$name" \
+        --network "$NETWORK" --ip "$addr" \
+        --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined \
+        --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
+        --label bosun.lab=1 "$IMAGE" >/dev/null
+    elif [ "$(docker container inspect -f '{{.State.Running}}' "$container")" != true ]; then
+      log "starting $name"
+      docker start "$container" >/dev/null
+    fi
+  done
+  for spec in $HOSTS; do
+    name=${spec%%:*}; addr=${spec##*:}; container="bosun-lab-$name"
+    # What a Droplet gets from its provider: root's authorized key. Plus, lab only: apt
+    # through the archive cache of the test machine when it runs.
+    docker exec "$container" sh -c 'for i in $(seq 1 60); do systemctl is-active -q ssh && exit 0; sleep 0.5; done; exit 1' \
+      || die "sshd did not start on $name"
+    docker exec -i "$container" sh -c 'install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' <"$KEY.pub"
+    if curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:3142/health"; then
+      docker exec "$container" sed -i "s#http://deb.debian.org/#http://$GATEWAY:3142/#" /etc/apt/sources.list
+    fi
+    local i
+    for i in $(seq 1 30); do
+      ssh_to "$addr" true 2>/dev/null && break
+      [ "$i" -lt 30 ] || die "cannot reach $name ($addr) over SSH"
+      sleep 1
+    done
+  done
+  log "lab is up: $(echo "$HOSTS" | tr ' ' '\n' | sed 's/:/=/' | paste -sd' ')"
+}
+
+down() {
+  local ids=()
+  mapfile -t ids < <(docker ps -aq --filter label=bosun.lab=1)
+  if [ "${#ids[@]}" -gt 0 ]; then
+    log "removing the lab hosts"
+    docker rm -f "${ids[@]}" >/dev/null
+  fi
+  if docker network inspect "$NETWORK" >/dev/null 2>&1; then
+    docker network rm "$NETWORK" >/dev/null
+  fi
+  log "lab is down"
+}
+
+status() {
+  docker ps -a --filter label=bosun.lab=1 --format 'table {{.Names}}\t{{.Status}}'
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
