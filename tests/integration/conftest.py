@@ -35,3 +35,21 @@ def redis_server(test_ca):
 def run_module():
     """Run a bosun.platform module in a subprocess, as Ansible does on a host."""
     return _run_module
+
+
+@pytest.fixture(scope="session")
+def silent_server():
+    """A TCP port that accepts connections and never answers (a hung service)."""
+    from tests.support.nginx import SilentServer
+
+    with SilentServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nginx(test_ca, silent_server):
+    """A running nginx (HTTP, HTTPS with good/expired/self-signed certificates) on loopback."""
+    from tests.support.nginx import NginxServer
+
+    with NginxServer(test_ca, silent_port=silent_server.port) as server:
+        yield server

@@ -1,0 +1,239 @@
+# Copyright: bosun.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""http: one request; status code, body regex, a JSON field; latency against thresholds."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import json
+import re
+import socket
+import ssl
+import threading
+from http.client import HTTPException
+from urllib import error as urlerror
+from urllib import parse as urlparse
+from urllib import request as urlrequest
+
+from ansible_collections.bosun.platform.plugins.module_utils._checks.base import cause, fmt_num
+from ansible_collections.bosun.platform.plugins.module_utils._checks.status import Threshold
+
+TYPE = "http"
+REQUIRED = True
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+OPTIONS = dict(
+    url=dict(type="str", required=True),
+    method=dict(type="str", default="GET", choices=METHODS),
+    headers=dict(type="dict"),
+    body=dict(type="str"),
+    status_codes=dict(type="list", elements="int", default=[200]),
+    body_regex=dict(type="str"),
+    json_path=dict(type="str"),
+    json_equals=dict(type="raw"),
+    json_in=dict(type="list", elements="raw"),
+    validate_certs=dict(type="bool", default=True),
+    ca_cert=dict(type="path"),
+    follow_redirects=dict(type="bool", default=True),
+    use_proxy=dict(type="bool", default=False),
+)
+METRICS = dict(latency=Threshold(200, 500, unit="ms"))
+
+MAX_BODY = 1024 * 1024
+SENSITIVE_HEADER = re.compile(r"auth|cookie|token|secret|key|session|password", re.IGNORECASE)
+_MISSING = object()
+
+
+def target(options):
+    return safe_url(options.get("url") or "")
+
+
+def validate(options):
+    problems = []
+    url = options.get("url") or ""
+    if urlparse.urlsplit(url).scheme not in ("http", "https"):
+        problems.append("http.url must start with http:// or https:// (got %r)" % safe_url(url))
+    if options.get("body_regex"):
+        try:
+            re.compile(options["body_regex"])
+        except re.error as exc:
+            problems.append("http.body_regex is not a valid regular expression: %s" % exc)
+    if (options.get("json_equals") is not None or options.get("json_in") is not None) and not options.get("json_path"):
+        problems.append("http.json_equals and http.json_in need http.json_path")
+    if options.get("json_equals") is not None and options.get("json_in") is not None:
+        problems.append("http.json_equals and http.json_in are mutually exclusive")
+    return problems
+
+
+def secrets(options):
+    """Values to keep out of output: credentials in the URL and in sensitive headers."""
+    found = []
+    parts = urlparse.urlsplit(options.get("url") or "")
+    if parts.password:
+        found.extend([parts.password, urlparse.unquote(parts.password)])
+        found.append(basic_auth(options["url"]).split()[-1])
+    for name, value in (options.get("headers") or {}).items():
+        if SENSITIVE_HEADER.search(str(name)) and value:
+            found.append(str(value))
+            parts = str(value).split()
+            if len(parts) > 1:  # "Bearer <token>", "Basic <b64>": the credential alone too
+                found.append(parts[-1])
+    return found
+
+
+def basic_auth(url):
+    """The Authorization header value for user:password@ in ``url``, or None."""
+    parts = urlparse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return None
+    pair = "%s:%s" % (urlparse.unquote(parts.username or ""), urlparse.unquote(parts.password or ""))
+    return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+
+
+def safe_url(url):
+    """The URL without user:password@."""
+    parts = urlparse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = "%s:%s" % (netloc, parts.port)
+    return urlparse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def short_target(url):
+    """'/health' for the report: the path (and query) of the URL."""
+    parts = urlparse.urlsplit(url)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return path
+
+
+class _NoRedirect(urlrequest.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def json_lookup(document, path):
+    """``a.b.0.c`` (an optional leading ``$.``) in parsed JSON; _MISSING when absent."""
+    if path.startswith("$."):
+        path = path[2:]
+    node = document
+    for part in [p for p in path.split(".") if p != ""]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and re.match(r"^-?\d+$", part) and -len(node) <= int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+_CONTEXTS = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def tls_context(validate_certs, ca_cert):
+    """One SSLContext per (validate, CA file), shared by the checks of a run.
+
+    Loading the system's CA store costs tens of milliseconds; contexts are thread-safe.
+    """
+    key = (bool(validate_certs), ca_cert)
+    with _CONTEXTS_LOCK:
+        context = _CONTEXTS.get(key)
+        if context is None:
+            if validate_certs:
+                context = ssl.create_default_context(cafile=ca_cert)
+            else:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            _CONTEXTS[key] = context
+    return context
+
+
+def _opener(options):
+    handlers = []
+    if urlparse.urlsplit(options["url"]).scheme == "https" or options.get("follow_redirects", True):
+        handlers.append(
+            urlrequest.HTTPSHandler(context=tls_context(options.get("validate_certs", True), options.get("ca_cert")))
+        )
+    if not options.get("use_proxy"):
+        handlers.append(urlrequest.ProxyHandler({}))
+    if not options.get("follow_redirects", True):
+        handlers.append(_NoRedirect())
+    return urlrequest.build_opener(*handlers)
+
+
+def run(probe, options):
+    url = options["url"]
+    shown = safe_url(url)
+    method = options.get("method") or "GET"
+    data = options["body"].encode("utf-8") if options.get("body") is not None else None
+    headers = dict((str(k), str(v)) for k, v in (options.get("headers") or {}).items())
+    headers.setdefault("User-Agent", "bosun.platform.health_check")
+    basic = basic_auth(url)
+    if basic:  # user:password@ in the URL: HTTP basic authentication, as curl does
+        url = shown
+        if not any(k.lower() == "authorization" for k in headers):
+            headers["Authorization"] = basic
+    # the scheme is checked to be http or https in validate()
+    request = urlrequest.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+    opener = _opener(options)
+    start = probe.clock()
+    try:
+        response = opener.open(request, timeout=probe.remaining())
+        code = response.getcode()
+        body = response.read(MAX_BODY)
+        response.close()
+    except urlerror.HTTPError as exc:  # a response with an error status: still measured
+        code = exc.code
+        try:
+            body = exc.read(MAX_BODY)
+        except (OSError, HTTPException):
+            body = b""
+        exc.close()
+    except urlerror.URLError as exc:
+        reason = exc.reason if isinstance(exc.reason, BaseException) else OSError(str(exc.reason))
+        probe.fail("%s %s: %s" % (method, shown, cause(reason, probe.timeout)))
+    except (socket.timeout, TimeoutError) as exc:
+        probe.fail("%s %s: %s" % (method, shown, cause(exc, probe.timeout)))
+    except (HTTPException, OSError, ValueError) as exc:
+        probe.fail("%s %s: %s" % (method, shown, cause(exc, probe.timeout)))
+    latency = (probe.clock() - start) * 1000.0
+    latency = round(latency, 1)
+    probe.metric("latency", latency, "%s %s ms" % (short_target(url), fmt_num(latency, 0)))
+
+    expected = options.get("status_codes") or [200]
+    if code not in expected:
+        probe.fail(
+            "%s %s: HTTP %s in %s ms, expected %s"
+            % (method, shown, code, fmt_num(latency, 0), "/".join(str(c) for c in expected))
+        )
+    detail = ""
+    text = body.decode("utf-8", "replace")
+    if options.get("body_regex") and not re.search(options["body_regex"], text):
+        probe.fail("%s %s: HTTP %s but the body does not match %r" % (method, shown, code, options["body_regex"]))
+    if options.get("json_path"):
+        path = options["json_path"]
+        try:
+            document = json.loads(text)
+        except ValueError:
+            probe.fail("%s %s: HTTP %s but the body is not JSON" % (method, shown, code))
+        found = json_lookup(document, path)
+        if found is _MISSING:
+            probe.fail("%s %s: HTTP %s but the JSON has no %s" % (method, shown, code, path))
+        if options.get("json_equals") is not None and found != options["json_equals"]:
+            probe.fail(
+                "%s %s: %s is %s, expected %s"
+                % (method, shown, path, json.dumps(found), json.dumps(options["json_equals"]))
+            )
+        if options.get("json_in") is not None and found not in options["json_in"]:
+            probe.fail(
+                "%s %s: %s is %s, expected one of %s"
+                % (method, shown, path, json.dumps(found), json.dumps(options["json_in"]))
+            )
+        detail = ", %s = %s" % (path, json.dumps(found))
+    probe.message = "%s %s: HTTP %s in %s ms%s" % (method, shown, code, fmt_num(latency, 0), detail)

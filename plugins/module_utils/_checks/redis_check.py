@@ -1,0 +1,133 @@
+# Copyright: bosun.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""redis: PING with authentication (password or ACL user, TLS), then INFO.
+
+Memory used of maxmemory (the check's value; of the host's memory when maxmemory is 0),
+keyspace hit rate hits/(hits+misses), evicted keys, rejected connections and the role
+(a replica whose link to its master is down is crit). Connection options are the
+collection's shared ones (_redis).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+try:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:  # pragma: no cover - redis-py missing or too old to have retries
+    NoBackoff = Retry = None
+
+from ansible_collections.bosun.platform.plugins.module_utils import _redis
+from ansible_collections.bosun.platform.plugins.module_utils._checks.base import classify_text, fmt_bytes, fmt_num
+from ansible_collections.bosun.platform.plugins.module_utils._checks.status import CRIT, OK, UNKNOWN, Threshold
+from ansible_collections.bosun.platform.plugins.module_utils._io import redact
+
+TYPE = "redis"
+FAMILY_ARGS = _redis.REDIS_COMMON_ARGS
+OPTIONS = {}
+METRICS = dict(
+    memory=Threshold(70, 85, unit="%"),
+    hit_rate=Threshold(80, None, higher_is_worse=False, unit="%"),
+    evicted_keys=Threshold(None, None, unit="keys"),
+    rejected_connections=Threshold(1, None, unit="connections"),
+)
+
+
+def target(options):
+    return _redis.describe(options)
+
+
+def secrets(options):
+    return _redis.secrets_of(options)
+
+
+def describe(options):
+    return "Redis %s" % _redis.describe(options)
+
+
+def run(probe, options):
+    if not _redis.HAS_REDIS:
+        probe.fail(
+            "the Python library redis is required on the managed host (python3-redis, or pip install redis)",
+            status=UNKNOWN,
+        )
+    params = dict(options)
+    params["connect_timeout"] = min(float(options.get("connect_timeout") or 5.0), probe.remaining())
+    params["socket_timeout"] = min(float(options.get("socket_timeout") or 30.0), probe.remaining())
+    where = describe(options)
+    client = None
+    step = "PING"
+    try:
+        client = connect(params)
+        client.ping()
+        step = "INFO"
+        info = client.info()
+    except _redis.redis.exceptions.RedisError as exc:
+        text = redact(str(exc), secrets(options))
+        why = classify_text(text, probe.timeout)
+        if why == "authentication failed" or isinstance(exc, _redis.redis.exceptions.AuthenticationError):
+            probe.fail(
+                "%s: authentication failed for user %s (%s)" % (where, options.get("login_user") or "default", text)
+            )
+        probe.fail("%s: %s%s (%s)" % (where, "" if step == "PING" else "INFO failed: ", why, text))
+    finally:
+        if client is not None:
+            client.close()
+    measure(probe, info)
+
+
+def connect(params):
+    """A client that does not retry: one health probe is one attempt.
+
+    (redis-py 6+ retries a failed connection three times with backoff by default, which
+    turns a refused port into seconds of waiting.)
+    """
+    kwargs = _redis.client_kwargs(params)
+    if Retry is not None:
+        kwargs["retry"] = Retry(NoBackoff(), 0)
+    return _redis.redis.Redis(**kwargs)
+
+
+def measure(probe, info):
+    """Turn INFO into metrics (separate for unit tests)."""
+    used = int(info.get("used_memory") or 0)
+    limit = int(info.get("maxmemory") or 0)
+    if limit:
+        pct = round(100.0 * used / limit, 1)
+        probe.metric("memory", pct, "Redis memory %s %%" % fmt_num(pct, 0))
+        memory_note = "memory %s of %s (%s %%)" % (fmt_bytes(used), fmt_bytes(limit), fmt_num(pct, 0))
+    else:
+        system = int(info.get("total_system_memory") or 0)
+        pct = round(100.0 * used / system, 1) if system else None
+        probe.metric("memory", pct, "Redis memory %s %% of the host (no maxmemory)" % fmt_num(pct, 0))
+        memory_note = "memory %s, no maxmemory set" % fmt_bytes(used)
+
+    hits, misses = int(info.get("keyspace_hits") or 0), int(info.get("keyspace_misses") or 0)
+    if hits + misses:
+        rate = round(100.0 * hits / (hits + misses), 1)
+        probe.metric("hit_rate", rate, "hit rate %s %%" % fmt_num(rate, 0))
+        rate_note = "hit rate %s %% (%d hits, %d misses)" % (fmt_num(rate, 0), hits, misses)
+    else:
+        probe.metric("hit_rate", None, "hit rate n/a (no lookups yet)")
+        rate_note = "no key lookups yet"
+
+    evicted = int(info.get("evicted_keys") or 0)
+    probe.metric("evicted_keys", evicted, "evicted keys %d" % evicted, headline=False)
+    rejected = int(info.get("rejected_connections") or 0)
+    probe.metric("rejected_connections", rejected, "rejected connections %d" % rejected, headline=False)
+
+    role = info.get("role") or "unknown"
+    role_note = role
+    if role == "slave":
+        link = info.get("master_link_status") or "unknown"
+        status = OK if link == "up" else CRIT
+        probe.metric("master_link", link, "replica link %s" % link, status=status, unit="")
+        role_note = "replica of %s:%s, link %s" % (info.get("master_host"), info.get("master_port"), link)
+    probe.message = "%s, %s, %d evicted, %d rejected connections, role %s" % (
+        memory_note,
+        rate_note,
+        evicted,
+        rejected,
+        role_note,
+    )

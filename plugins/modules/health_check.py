@@ -1,0 +1,650 @@
+#!/usr/bin/python
+# Copyright: bosun.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: health_check
+short_description: Run many health checks on a host in one task, concurrently, with one verdict
+version_added: 0.1.0
+description:
+  - Runs a list of checks (HTTP, TCP, TLS certificate expiry, PostgreSQL, Redis, disk, memory,
+    load, systemd unit, command, C(nginx -t)) concurrently on the managed host, each within its
+    own timeout and all within O(overall_timeout), and returns one structured report.
+  - Each check ends V(ok), V(warn), V(unknown) (it could not measure on this host) or V(crit).
+    A check that cannot connect is V(crit) and says why (refused, timed out, DNS, TLS,
+    authentication failed for user X). No check raises a traceback.
+  - Numeric values are classified against warn/crit thresholds. Where higher is worse (usage,
+    latency) C(value < warn) is ok, C(warn <= value <= crit) is warn and C(value > crit) is
+    crit; where lower is worse (days until expiry, hit rate) C(value >= warn) is ok and
+    C(value < crit) is crit.
+  - "Default thresholds: http latency 200/500 ms; disk space and inodes, memory 70/85 %;
+    load per core 60/80 %; PostgreSQL connections 70/85 % of max_connections, age of the last
+    archived WAL 900/3600 s, replica lag 30/300 s, oldest open transaction 600/3600 s; Redis
+    memory 70/85 % of maxmemory, hit rate warn below 80 %, rejected connections warn from 1;
+    TLS certificate warn below 21 days, crit below 7 days."
+  - Never changes anything (C(changed=false)) and runs the same in check mode.
+  - Passwords (O(login_password), O(checks[].postgres.login_password),
+    O(checks[].redis.login_password)), credentials in URLs and the values of sensitive HTTP
+    headers appear nowhere in results or messages.
+  - "Connection defaults: the task's top-level connection options (for instance from
+    C(module_defaults) of C(group/bosun.platform.postgres) or C(group/bosun.platform.redis))
+    fill what a postgres or redis check does not set. Options that both families have
+    (O(login_host), O(login_port), O(login_user), O(login_password), O(login_unix_socket),
+    O(ca_cert), O(connect_timeout)) are applied only when the task's checks are all postgres
+    or all redis, since they cannot say which family they were meant for."
+author:
+  - bosun.platform maintainers (@bosun-platform)
+attributes:
+  check_mode:
+    support: full
+    description: Checks only read; check mode runs them all and reports the same.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is no diff.
+  action_group:
+    support: full
+    description: Member of C(group/bosun.platform.postgres) and C(group/bosun.platform.redis).
+    membership:
+      - bosun.platform.postgres
+      - bosun.platform.redis
+requirements:
+  - psycopg2 on the managed host for postgres checks
+  - redis (redis-py) on the managed host for redis checks
+options:
+  checks:
+    description:
+      - "The checks to run. Each has a O(checks[].type) and its options in a dict named after
+        the type, for instance C(http: {url: ...})."
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - Unique name of the check in the results and messages.
+          - Default is the type and its target, for instance C(disk /) or C(http https://example.org/health).
+        type: str
+      type:
+        description: The kind of check; its options go in the sub-dict of the same name.
+        type: str
+        required: true
+        choices: [command, disk, http, load, memory, nginx_config, postgres, redis, systemd, tcp, tls_cert]
+      timeout:
+        description:
+          - Seconds this check may take. A check still running shortly after is reported
+            V(crit) (timed out) and no longer waited for.
+        type: float
+        default: 5.0
+      warn:
+        description:
+          - Warn threshold of the check's main value (latency ms, used %, days until expiry,
+            connections %, memory %). Replaces the type's default.
+        type: float
+      crit:
+        description: Crit threshold of the check's main value. Replaces the type's default.
+        type: float
+      thresholds:
+        description:
+          - "Thresholds of the check's other metrics, as C(metric: {warn: N, crit: N})."
+          - "Metrics: http C(latency); tcp C(connect); tls_cert C(days); disk C(used), C(inodes);
+            memory C(used); load C(per_core); postgres C(connections), C(archive_age),
+            C(replication_lag), C(oldest_transaction); redis C(memory), C(hit_rate),
+            C(evicted_keys), C(rejected_connections)."
+        type: dict
+      labels:
+        description: Free-form labels copied into the check's result (for reports and metrics).
+        type: dict
+      http:
+        description: Options of an V(http) check. One request; the latency is the value.
+        type: dict
+        suboptions:
+          url:
+            description: URL to request (http or https). A password in it is never shown.
+            type: str
+            required: true
+          method:
+            description: HTTP method.
+            type: str
+            default: GET
+            choices: [GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS]
+          headers:
+            description:
+              - Request headers. Values of headers whose name contains auth, cookie, token,
+                secret, key, session or password are kept out of results and messages.
+            type: dict
+          body:
+            description: Request body.
+            type: str
+          status_codes:
+            description: Status codes that count as healthy.
+            type: list
+            elements: int
+            default: [200]
+          body_regex:
+            description: Regular expression the response body must match.
+            type: str
+          json_path:
+            description:
+              - Dotted path of a field in the JSON response, for instance V(status) or
+                V(checks.db.status); list items by index (V(items.0.name)). The field must exist.
+            type: str
+          json_equals:
+            description: The value the O(checks[].http.json_path) field must equal.
+            type: raw
+          json_in:
+            description: Values the O(checks[].http.json_path) field may have.
+            type: list
+            elements: raw
+          validate_certs:
+            description: Verify the server's TLS certificate and host name.
+            type: bool
+            default: true
+          ca_cert:
+            description: CA certificate file to verify the server's certificate with.
+            type: path
+          follow_redirects:
+            description: Follow redirects; when false a redirect status is the response.
+            type: bool
+            default: true
+          use_proxy:
+            description:
+              - Use the proxy from the environment (C(http_proxy), C(https_proxy)). Off by
+                default, since health checks talk to the platform's own hosts.
+            type: bool
+            default: false
+      tcp:
+        description: Options of a V(tcp) check. A TCP connect; the connect time (ms) is the value.
+        type: dict
+        suboptions:
+          host:
+            description: Host name or address.
+            type: str
+            default: 127.0.0.1
+          port:
+            description: TCP port.
+            type: int
+            required: true
+      tls_cert:
+        description:
+          - Options of a V(tls_cert) check. Days until the certificate expires (the value),
+            read from a server or a PEM file. Give exactly one of O(checks[].tls_cert.host)
+            and O(checks[].tls_cert.path).
+          - An untrusted certificate (self-signed, unknown CA, wrong name) is V(crit) when
+            O(checks[].tls_cert.validate_certs=true).
+        type: dict
+        suboptions:
+          host:
+            description: Server to connect to.
+            type: str
+          port:
+            description: Port of the server.
+            type: int
+            default: 443
+          server_name:
+            description: Name sent as SNI and verified; default O(checks[].tls_cert.host).
+            type: str
+          path:
+            description: PEM file holding the certificate (the first one in the file is read).
+            type: path
+          validate_certs:
+            description: Also verify that the server's certificate is trusted for the name.
+            type: bool
+            default: true
+          ca_cert:
+            description: CA certificate file to verify with, instead of the system's CAs.
+            type: path
+      postgres:
+        description:
+          - Options of a V(postgres) check. The collection's PostgreSQL connection options plus
+            O(checks[].postgres.dbname). Logs in, runs C(SELECT 1), then measures connections
+            used of C(max_connections) (the value), recovery (replica) and replay lag, WAL
+            archiving (failing, age of the last archived segment) and the oldest open transaction.
+          - Use a role with C(pg_monitor) so that other sessions' transactions are visible.
+        type: dict
+        suboptions:
+          dbname:
+            description: Database to connect to.
+            type: str
+            default: postgres
+          login_host:
+            description:
+              - Host name or address of the PostgreSQL server.
+              - Empty connects through the local unix socket (see O(login_unix_socket)).
+              - 'When not given: the task''s top-level O(login_host), else V('''').'
+            type: str
+          login_port:
+            description:
+              - Port of the server (also the suffix of the unix socket name).
+              - 'When not given: the task''s top-level O(login_port), else V(5432).'
+            type: int
+          login_user:
+            description:
+              - Role to connect as.
+              - 'When not given: the task''s top-level O(login_user), else V(postgres).'
+            type: str
+          login_password:
+            description:
+              - Password of O(login_user). Passed to client programs in their environment, never on
+                a command line, and never shown in results or messages.
+              - 'When not given: the task''s top-level O(login_password), else V('''').'
+            type: str
+          login_unix_socket:
+            description:
+              - Directory of the server's unix socket; takes precedence over O(login_host).
+              - 'When not given: the task''s top-level O(login_unix_socket), else V('''').'
+            type: str
+          ssl_mode:
+            description:
+              - libpq C(sslmode). Use V(verify-full) with O(ca_cert) across a network.
+              - 'When not given: the task''s top-level O(ssl_mode), else V(prefer).'
+            type: str
+            choices: [disable, allow, prefer, require, verify-ca, verify-full]
+          ca_cert:
+            description:
+              - CA certificate that signed the server's certificate (libpq C(sslrootcert)).
+              - 'When not given: the task''s top-level O(ca_cert).'
+            type: path
+            aliases: [ssl_rootcert]
+          ssl_cert:
+            description:
+              - Client certificate for certificate authentication.
+              - 'When not given: the task''s top-level O(ssl_cert).'
+            type: path
+          ssl_key:
+            description:
+              - Key of O(ssl_cert).
+              - 'When not given: the task''s top-level O(ssl_key).'
+            type: path
+          connect_timeout:
+            description:
+              - Seconds to wait for a connection.
+              - 'When not given: the task''s top-level O(connect_timeout), else V(10).'
+            type: int
+      redis:
+        description:
+          - Options of a V(redis) check. The collection's Redis connection options. Sends PING
+            (with the password or ACL user, over TLS if asked) and reads INFO, measuring memory
+            used of C(maxmemory) (the value; of the host's memory when C(maxmemory) is 0), hit
+            rate, evicted keys, rejected connections and the role (a replica whose master link
+            is down is V(crit)).
+        type: dict
+        suboptions:
+          login_host:
+            description:
+              - Host name or address of the Redis server.
+              - 'When not given: the task''s top-level O(login_host), else V(127.0.0.1).'
+            type: str
+          login_port:
+            description:
+              - TCP port of the server.
+              - 'When not given: the task''s top-level O(login_port), else V(6379).'
+            type: int
+          login_unix_socket:
+            description:
+              - Path of the server's unix socket; takes precedence over O(login_host).
+              - 'When not given: the task''s top-level O(login_unix_socket).'
+            type: path
+          login_user:
+            description:
+              - ACL user name. Omit to authenticate as the C(default) user.
+              - 'When not given: the task''s top-level O(login_user).'
+            type: str
+          login_password:
+            description:
+              - Password of the ACL user or of C(requirepass). Never shown in results or messages.
+              - 'When not given: the task''s top-level O(login_password).'
+            type: str
+          login_db:
+            description:
+              - Database index to select.
+              - 'When not given: the task''s top-level O(login_db), else V(0).'
+            type: int
+          tls:
+            description:
+              - Connect with TLS.
+              - 'When not given: the task''s top-level O(tls), else V(false).'
+            type: bool
+          validate_certs:
+            description:
+              - Verify the server's certificate and host name when O(tls=true).
+              - 'When not given: the task''s top-level O(validate_certs), else V(true).'
+            type: bool
+          ca_cert:
+            description:
+              - CA certificate that signed the server's certificate.
+              - 'When not given: the task''s top-level O(ca_cert).'
+            type: path
+          client_cert:
+            description:
+              - Client certificate, for servers that require one.
+              - 'When not given: the task''s top-level O(client_cert).'
+            type: path
+          client_key:
+            description:
+              - Key of O(client_cert).
+              - 'When not given: the task''s top-level O(client_key).'
+            type: path
+          connect_timeout:
+            description:
+              - Seconds to wait for a connection.
+              - 'When not given: the task''s top-level O(connect_timeout), else V(5.0).'
+            type: float
+          socket_timeout:
+            description:
+              - Seconds to wait for a reply to one command.
+              - 'When not given: the task''s top-level O(socket_timeout), else V(30.0).'
+            type: float
+      disk:
+        description: Options of a V(disk) check. Space used (the value) and inodes used, as C(df) counts them.
+        type: dict
+        suboptions:
+          path:
+            description: A path on the filesystem to measure.
+            type: path
+            default: /
+      load:
+        description: Options of a V(load) check. Load average per CPU core, as a percentage (the value).
+        type: dict
+        suboptions:
+          period:
+            description: Which load average, in minutes.
+            type: int
+            default: 5
+            choices: [1, 5, 15]
+      systemd:
+        description:
+          - Options of a V(systemd) check. The unit is V(active) (ok), activating or reloading
+            (warn), or anything else (crit). V(unknown) where systemd is not running.
+        type: dict
+        suboptions:
+          unit:
+            description: Unit name, for instance V(nginx.service).
+            type: str
+            required: true
+      command:
+        description:
+          - Options of a V(command) check. Runs a program (an argv list, no shell) within the
+            timeout; its exit code is the value. Runs in check mode too, so give only commands
+            without side effects.
+        type: dict
+        suboptions:
+          argv:
+            description: Program and arguments.
+            type: list
+            elements: str
+            required: true
+          expected_rc:
+            description: Exit codes that count as healthy.
+            type: list
+            elements: int
+            default: [0]
+          stdout_regex:
+            description: Regular expression the standard output must match.
+            type: str
+      nginx_config:
+        description: Options of an V(nginx_config) check. Runs C(nginx -t -q); crit with nginx's error when it fails.
+        type: dict
+        suboptions:
+          binary:
+            description: The nginx program.
+            type: str
+            default: nginx
+          config:
+            description: Configuration file (C(-c)); default nginx's own.
+            type: path
+          prefix:
+            description: Prefix path (C(-p)).
+            type: path
+  fail_on:
+    description:
+      - When the task fails. V(crit) fails when any check is crit; V(warn) also when any is
+        warn or unknown; V(never) never fails because of a check. The report is returned either way.
+    type: str
+    default: crit
+    choices: [crit, warn, never]
+  concurrency:
+    description: How many checks run at the same time.
+    type: int
+    default: 10
+  overall_timeout:
+    description:
+      - Seconds all checks together may take. Checks not finished (or not started) by then are crit.
+    type: float
+    default: 60.0
+  login_host:
+    description: Default host of the postgres and redis checks (see the connection defaults above).
+    type: str
+  login_port:
+    description: Default port of the postgres and redis checks.
+    type: int
+  login_user:
+    description: Default user (PostgreSQL role, Redis ACL user) of the postgres and redis checks.
+    type: str
+  login_password:
+    description: Default password of the postgres and redis checks. Never shown in results or messages.
+    type: str
+  login_unix_socket:
+    description: Default unix socket (PostgreSQL directory, Redis path) of the postgres and redis checks.
+    type: str
+  ssl_mode:
+    description: Default libpq C(sslmode) of the postgres checks.
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  ca_cert:
+    description: Default CA certificate of the postgres and redis checks.
+    type: path
+    aliases: [ssl_rootcert]
+  ssl_cert:
+    description: Default client certificate of the postgres checks.
+    type: path
+  ssl_key:
+    description: Default key of O(ssl_cert).
+    type: path
+  connect_timeout:
+    description: Default connect timeout (seconds) of the postgres and redis checks.
+    type: float
+  login_db:
+    description: Default database index of the redis checks.
+    type: int
+  tls:
+    description: Default of the redis checks' O(checks[].redis.tls).
+    type: bool
+  validate_certs:
+    description: Default of the redis checks' O(checks[].redis.validate_certs).
+    type: bool
+  client_cert:
+    description: Default client certificate of the redis checks.
+    type: path
+  client_key:
+    description: Default key of O(client_cert).
+    type: path
+  socket_timeout:
+    description: Default reply timeout (seconds) of the redis checks.
+    type: float
+notes:
+  - Checks run in threads of one process; a check still running after its timeout is
+    abandoned (reported crit) and cannot delay the result by more than a fraction of a second.
+  - Commands (V(command), V(systemd), V(nginx_config)) run as argv lists with a hard
+    timeout, in their own process group that is killed on timeout.
+seealso:
+  - module: ansible.builtin.uri
+  - module: ansible.builtin.wait_for
+"""
+
+EXAMPLES = r"""
+- name: Gate a deploy on the app and its dependencies
+  bosun.platform.health_check:
+    checks:
+      - name: app health
+        type: http
+        http:
+          url: http://127.0.0.1:8000/health
+          json_path: status
+          json_equals: healthy
+      - name: database
+        type: postgres
+        postgres:
+          login_host: 10.10.0.5
+          login_user: monitor
+          login_password: "{{ vault_pg_monitor_password }}"
+          ssl_mode: verify-full
+          ca_cert: /etc/ssl/bosun/ca.crt
+      - name: cache
+        type: redis
+        redis:
+          login_host: 10.10.0.6
+          login_user: monitor
+          login_password: "{{ vault_redis_monitor_password }}"
+      - name: root disk
+        type: disk
+        disk:
+          path: /
+        warn: 80
+        crit: 90
+
+- name: Load balancer pre-flight, warnings fail too
+  bosun.platform.health_check:
+    fail_on: warn
+    checks:
+      - type: nginx_config
+      - type: tls_cert
+        tls_cert:
+          host: 127.0.0.1
+          server_name: shop.example.org
+      - type: systemd
+        systemd:
+          unit: nginx.service
+      - type: memory
+      - type: load
+
+- name: Report only, never fail; decide later
+  bosun.platform.health_check:
+    fail_on: never
+    overall_timeout: 20
+    checks:
+      - type: tcp
+        tcp:
+          host: 10.10.0.7
+          port: 9200
+      - type: http
+        timeout: 2
+        warn: 300
+        crit: 1000
+        http:
+          url: https://shop.example.org/
+          status_codes: [200, 301]
+          follow_redirects: false
+  register: health
+
+- name: Connection options from module_defaults of the postgres action group
+  module_defaults:
+    group/bosun.platform.postgres:
+      login_host: 10.10.0.5
+      login_user: monitor
+      login_password: "{{ vault_pg_monitor_password }}"
+  bosun.platform.health_check:
+    checks:
+      - name: primary
+        type: postgres
+        thresholds:
+          archive_age: {warn: 600, crit: 1800}
+"""
+
+RETURN = r"""
+checks:
+  description: One result per check, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the check.
+      type: str
+      sample: app health
+    type:
+      description: Type of the check.
+      type: str
+      sample: http
+    status:
+      description: V(ok), V(warn), V(unknown) or V(crit).
+      type: str
+      sample: ok
+    value:
+      description: The check's main value (latency, used %, days, connections %, exit code ...); null when not measured.
+      type: raw
+      sample: 42.3
+    unit:
+      description: Unit of RV(checks[].value).
+      type: str
+      sample: ms
+    latency_ms:
+      description: How long the check took.
+      type: float
+      sample: 43.1
+    message:
+      description: What was found, or why the check failed (the cause, never a password).
+      type: str
+      sample: "GET http://127.0.0.1:8000/health: HTTP 200 in 42 ms, status = \"healthy\""
+    metrics:
+      description: Every measurement of the check, the main one first.
+      type: list
+      elements: dict
+      sample:
+        - name: connections
+          value: 45.0
+          unit: "%"
+          status: ok
+          text: PostgreSQL 45/100 connections (45 %)
+          headline: true
+    labels:
+      description: The check's O(checks[].labels).
+      type: dict
+      sample: {tier: app}
+status:
+  description: The worst status of all checks (ok < warn < unknown < crit).
+  returned: always
+  type: str
+  sample: warn
+summary:
+  description: Number of checks per status, and in total.
+  returned: always
+  type: dict
+  sample: {ok: 18, warn: 1, unknown: 0, crit: 1, total: 20}
+duration_ms:
+  description: Wall time of all checks together.
+  returned: always
+  type: float
+  sample: 212.4
+msg:
+  description: A one-line summary, or on failure the failing checks with their reasons.
+  returned: always
+  type: str
+  sample: "20 checks: 19 ok, 1 warn"
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.bosun.platform.plugins.module_utils._checks import health, spec  # noqa: E402
+
+
+def main():
+    module = AnsibleModule(argument_spec=spec.argument_spec(), supports_check_mode=True)
+    # URL credentials and sensitive header values are not no_log options: mask them too.
+    module.no_log_values.update(health.secrets_in(module.params))
+    try:
+        report, warnings, failure = health.execute(module.params)
+    except health.PlanError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    for warning in warnings:
+        module.warn(warning)
+    if failure:
+        report["msg"] = failure
+        module.fail_json(changed=False, **report)
+    module.exit_json(changed=False, **report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,600 @@
+"""bosun.platform.health_check and playbooks/health.yml against real PostgreSQL, Redis and nginx.
+
+Each outcome is checked against an independent probe where one exists (psql, redis-py, df,
+the certificate files). Timing assertions are only generous upper bounds that prove a
+timeout works.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import yaml
+
+from tests.support.collection import ROOT, collections_path
+from tests.support.servers import PostgresServer, free_port
+
+
+def health(run_module, checks, check_mode=False, **options):
+    args = dict(checks=checks, fail_on="never")
+    args.update(options)
+    return run_module("health_check", args, check_mode=check_mode)
+
+
+def by_name(result):
+    return dict((c["name"], c) for c in result["checks"])
+
+
+def metrics(check):
+    return dict((m["name"], m) for m in check["metrics"])
+
+
+def df_used_pct(path):
+    out = subprocess.run(["df", "-P", path], capture_output=True, text=True, check=True).stdout
+    return int(out.splitlines()[1].split()[4].rstrip("%"))
+
+
+def pg_checks(postgres, **over):
+    opts = dict(
+        login_host=postgres.host,
+        login_port=postgres.port,
+        login_user="app",
+        login_password=postgres.app_password,
+        dbname="app",
+    )
+    opts.update(over)
+    return opts
+
+
+# --- healthy ------------------------------------------------------------------------------
+def test_healthy_platform_is_ok_in_one_task(postgres, redis_server, nginx, run_module, tmp_path):
+    checks = [
+        {
+            "name": "app",
+            "type": "http",
+            "http": {"url": nginx.url("/health"), "json_path": "checks.db", "json_equals": "ok"},
+        },
+        {"name": "app tls", "type": "http", "http": {"url": nginx.url("/health", "https"), "ca_cert": nginx.ca_cert}},
+        {"name": "pg port", "type": "tcp", "tcp": {"port": postgres.port}},
+        {
+            "name": "cert",
+            "type": "tls_cert",
+            "tls_cert": {
+                "host": "127.0.0.1",
+                "port": nginx.https_port,
+                "server_name": "localhost",
+                "ca_cert": nginx.ca_cert,
+            },
+        },
+        {
+            "name": "db app",
+            "type": "postgres",
+            "postgres": pg_checks(postgres, ssl_mode="verify-full", login_host="localhost", ca_cert=postgres.ca_cert),
+        },
+        {
+            "name": "db socket",
+            "type": "postgres",
+            "postgres": {
+                "login_unix_socket": postgres.socket_dir,
+                "login_port": postgres.port,
+                "login_password": postgres.password,
+            },
+        },
+        {"name": "cache", "type": "redis", "redis": redis_server.conn_args()},
+        {
+            "name": "cache acl tls",
+            "type": "redis",
+            "redis": {
+                "login_port": redis_server.tls_port,
+                "login_user": redis_server.acl_user,
+                "login_password": redis_server.acl_password,
+                "tls": True,
+                "ca_cert": redis_server.ca_cert,
+            },
+        },
+        {"name": "disk", "type": "disk", "disk": {"path": str(tmp_path)}, "warn": 99.5, "crit": 100},
+        {"name": "memory", "type": "memory", "warn": 99.5, "crit": 100},
+        {"name": "nginx", "type": "nginx_config", "nginx_config": {"config": nginx.conf, "prefix": nginx.dir}},
+        {
+            "name": "cmd",
+            "type": "command",
+            "command": {"argv": ["redis-cli", "--version"], "stdout_regex": "^redis-cli "},
+        },
+    ]
+    result = health(run_module, checks, fail_on="crit")
+    assert result["rc"] == 0 and result["changed"] is False, result["msg"]
+    got = by_name(result)
+    assert {n: c["status"] for n, c in got.items()} == dict.fromkeys(got, "ok"), [
+        c["message"] for c in result["checks"]
+    ]
+    assert result["status"] == "ok" and result["summary"]["total"] == len(checks) == result["summary"]["ok"]
+
+    max_conn = postgres.psql("SHOW max_connections")
+    assert "/%s connections" % max_conn in metrics(got["db app"])["connections"]["text"]
+    assert got["db app"]["unit"] == "%" and 0 < got["db app"]["value"] <= 100
+    assert "WAL archiving off" in got["db app"]["message"]  # the test server does not archive
+    assert got["app"]["unit"] == "ms" and got["app"]["message"].endswith('checks.db = "ok"')
+    assert got["cert"]["value"] == 88 and got["cert"]["unit"] == "days"  # 90-day certificate issued yesterday
+    role = redis_server.client().info("replication")["role"]
+    assert ("role %s" % role) in got["cache"]["message"]
+    assert abs(got["disk"]["value"] - df_used_pct(str(tmp_path))) <= 1
+    assert got["nginx"]["message"] == "nginx -t: configuration is valid"
+
+
+# --- failures ----------------------------------------------------------------------------
+def test_wrong_passwords_name_the_user_never_the_password(postgres, redis_server, run_module):
+    wrong = "wr0ng 'pa$$' word"
+    checks = [
+        {"name": "db", "type": "postgres", "postgres": pg_checks(postgres, login_password=wrong)},
+        {"name": "cache", "type": "redis", "redis": redis_server.conn_args(login_password=wrong)},
+        {
+            "name": "cache acl",
+            "type": "redis",
+            "redis": redis_server.conn_args(login_user=redis_server.acl_user, login_password=wrong),
+        },
+        {"name": "ok", "type": "memory", "warn": 99.5, "crit": 100},
+    ]
+    result = health(run_module, checks, fail_on="crit")
+    assert result["failed"] is True and result["rc"] != 0
+    got = by_name(result)
+    assert got["db"]["status"] == got["cache"]["status"] == got["cache acl"]["status"] == "crit"
+    assert got["ok"]["status"] == "ok"  # the report is still complete
+    assert got["db"]["message"] == "PostgreSQL %s:%s/app: authentication failed for user app" % (
+        postgres.host,
+        postgres.port,
+    )
+    assert "authentication failed for user default" in got["cache"]["message"]
+    assert "authentication failed for user bosun_ops" in got["cache acl"]["message"]
+    assert result["msg"].startswith("3 of 4 checks failed (fail_on=crit): db crit: PostgreSQL")
+    everything = json.dumps(result) + result["_stderr"]
+    for secret in (wrong, postgres.app_password, redis_server.password):
+        assert secret not in everything
+    assert "Traceback" not in everything
+
+
+def test_refused_ports_are_crit_with_the_cause(run_module):
+    port = free_port()
+    checks = [
+        {"name": "tcp", "type": "tcp", "tcp": {"port": port}},
+        {"name": "http", "type": "http", "http": {"url": "http://127.0.0.1:%d/health" % port}},
+        {"name": "tls", "type": "tls_cert", "tls_cert": {"host": "127.0.0.1", "port": port}},
+        {"name": "pg", "type": "postgres", "postgres": {"login_host": "127.0.0.1", "login_port": port}},
+        {"name": "redis", "type": "redis", "redis": {"login_port": port}},
+    ]
+    result = health(run_module, checks)
+    for check in result["checks"]:
+        assert check["status"] == "crit", check
+        assert "connection refused" in check["message"], check
+    assert result["rc"] == 0  # fail_on=never: the report, not a failure
+
+
+def test_a_service_that_never_answers_times_out_on_time(silent_server, nginx, run_module):
+    port = silent_server.port
+    checks = [
+        {"name": "http", "type": "http", "timeout": 1, "http": {"url": "http://127.0.0.1:%d/" % port}},
+        {"name": "behind nginx", "type": "http", "timeout": 1, "http": {"url": nginx.url("/hang")}},
+        {"name": "pg", "type": "postgres", "timeout": 1, "postgres": {"login_host": "127.0.0.1", "login_port": port}},
+        {"name": "redis", "type": "redis", "timeout": 1, "redis": {"login_port": port}},
+        {"name": "tls", "type": "tls_cert", "timeout": 1, "tls_cert": {"host": "127.0.0.1", "port": port}},
+        {"name": "tcp", "type": "tcp", "timeout": 1, "tcp": {"port": port}},
+    ]
+    start = time.monotonic()
+    result = health(run_module, checks)
+    wall = time.monotonic() - start
+    got = by_name(result)
+    for name in ("http", "behind nginx", "pg", "redis", "tls"):
+        assert got[name]["status"] == "crit", got[name]
+        assert "timed out" in got[name]["message"], got[name]
+    assert got["tcp"]["status"] == "ok"  # the port does accept connections
+    assert result["duration_ms"] < 5000 and wall < 5  # generous: the checks' timeout is 1 s
+
+
+def test_expired_and_self_signed_certificates(nginx, run_module):
+    def tls(port, **over):
+        opts = dict(host="127.0.0.1", port=port, server_name="localhost", ca_cert=nginx.ca_cert)
+        opts.update(over)
+        return opts
+
+    checks = [
+        {"name": "expired", "type": "tls_cert", "tls_cert": tls(nginx.expired_port)},
+        {"name": "self-signed", "type": "tls_cert", "tls_cert": tls(nginx.self_signed_port)},
+        {
+            "name": "self-signed unverified",
+            "type": "tls_cert",
+            "tls_cert": tls(nginx.self_signed_port, validate_certs=False),
+        },
+        {"name": "wrong name", "type": "tls_cert", "tls_cert": tls(nginx.https_port, server_name="shop.example.org")},
+        {
+            "name": "https self-signed",
+            "type": "http",
+            "http": {"url": "https://127.0.0.1:%d/health" % nginx.self_signed_port},
+        },
+        {
+            "name": "https unverified",
+            "type": "http",
+            "http": {"url": "https://127.0.0.1:%d/health" % nginx.self_signed_port, "validate_certs": False},
+        },
+        {"name": "file", "type": "tls_cert", "tls_cert": {"path": nginx.expired_cert}, "warn": 30, "crit": 1},
+    ]
+    got = by_name(health(run_module, checks))
+    assert got["expired"]["status"] == "crit" and got["expired"]["value"] == -2
+    assert "certificate expired on" in got["expired"]["message"]
+    assert got["self-signed"]["status"] == "crit"
+    assert "certificate not trusted: self-signed certificate" in got["self-signed"]["message"]
+    assert got["self-signed unverified"]["status"] == "ok" and got["self-signed unverified"]["value"] == 363
+    assert got["wrong name"]["status"] == "crit" and "not trusted" in got["wrong name"]["message"]
+    assert got["https self-signed"]["status"] == "crit"
+    assert "TLS certificate verify failed" in got["https self-signed"]["message"]
+    assert got["https unverified"]["status"] == "ok"
+    assert got["file"]["status"] == "crit" and got["file"]["value"] == -2
+
+
+def test_full_disk_by_threshold(run_module, tmp_path):
+    used = df_used_pct(str(tmp_path))
+    checks = [
+        {"name": "over crit", "type": "disk", "disk": {"path": str(tmp_path)}, "warn": 0, "crit": max(used - 2, 0)},
+        {"name": "in warn", "type": "disk", "disk": {"path": str(tmp_path)}, "warn": max(used - 2, 0), "crit": 100},
+    ]
+    got = by_name(health(run_module, checks))
+    assert abs(got["over crit"]["value"] - used) <= 1
+    assert got["over crit"]["status"] == ("crit" if used >= 3 else "warn")
+    assert got["in warn"]["status"] == "warn"
+
+
+def test_nearly_full_small_filesystem(run_module):
+    mount = tempfile.mkdtemp(prefix="bosun-tmpfs-")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mount], capture_output=True, check=False)
+    if proc.returncode != 0:
+        os.rmdir(mount)
+        pytest.skip("cannot mount a tmpfs here (%s); test_full_disk_by_threshold covers thresholds" % proc.stderr)
+    try:
+        with open(os.path.join(mount, "fill"), "wb") as f:
+            f.write(b"\0" * (900 * 1024))
+        result = health(run_module, [{"name": "small", "type": "disk", "disk": {"path": mount}}], fail_on="crit")
+        assert result["failed"] is True
+        (check,) = result["checks"]
+        assert check["status"] == "crit" and check["value"] >= 85  # default crit threshold
+        assert abs(check["value"] - df_used_pct(mount)) <= 1
+    finally:
+        subprocess.run(["umount", mount], check=False)
+        os.rmdir(mount)
+
+
+def test_http_expectations(nginx, run_module):
+    checks = [
+        {
+            "name": "degraded",
+            "type": "http",
+            "http": {"url": nginx.url("/degraded"), "json_path": "status", "json_equals": "healthy"},
+        },
+        {
+            "name": "degraded allowed",
+            "type": "http",
+            "http": {"url": nginx.url("/degraded"), "json_path": "status", "json_in": ["healthy", "degraded"]},
+        },
+        {"name": "down", "type": "http", "http": {"url": nginx.url("/down")}},
+        {"name": "down expected", "type": "http", "http": {"url": nginx.url("/down"), "status_codes": [503]}},
+        {"name": "text", "type": "http", "http": {"url": nginx.url("/text"), "body_regex": "systems go$"}},
+        {"name": "text mismatch", "type": "http", "http": {"url": nginx.url("/text"), "body_regex": "^error"}},
+        {"name": "redirect", "type": "http", "http": {"url": nginx.url("/redirect"), "follow_redirects": False}},
+        {
+            "name": "redirect followed",
+            "type": "http",
+            "http": {"url": nginx.url("/redirect"), "json_path": "status", "json_equals": "healthy"},
+        },
+        {"name": "slow", "type": "http", "http": {"url": nginx.url("/health")}, "warn": 0, "crit": 60000},
+        {"name": "not json", "type": "http", "http": {"url": nginx.url("/text"), "json_path": "status"}},
+    ]
+    got = by_name(health(run_module, checks))
+    status = {n: c["status"] for n, c in got.items()}
+    assert status == {
+        "degraded": "crit",
+        "degraded allowed": "ok",
+        "down": "crit",
+        "down expected": "ok",
+        "text": "ok",
+        "text mismatch": "crit",
+        "redirect": "crit",
+        "redirect followed": "ok",
+        "slow": "warn",
+        "not json": "crit",
+    }
+    assert got["degraded"]["message"].endswith('status is "degraded", expected "healthy"')
+    assert "HTTP 503" in got["down"]["message"] and "expected 200" in got["down"]["message"]
+    assert got["down"]["value"] is not None  # latency is measured even when the status is wrong
+    assert "HTTP 302" in got["redirect"]["message"]
+    assert "the body is not JSON" in got["not json"]["message"]
+
+
+@pytest.fixture(scope="module")
+def archiving_postgres(test_ca):
+    """A PostgreSQL whose WAL archiving starts out failing (archive_command = /bin/false)."""
+    with PostgresServer(test_ca, settings={"archive_mode": "on", "archive_command": "'/bin/false'"}) as server:
+        yield server
+
+
+def _wait(predicate, seconds=20):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_postgres_wal_archiving_failing_then_healthy(archiving_postgres, run_module):
+    pg = archiving_postgres
+    check = [
+        {
+            "name": "db",
+            "type": "postgres",
+            "postgres": {"login_host": pg.host, "login_port": pg.port, "login_password": pg.password},
+        }
+    ]
+    pg.psql("CREATE TABLE IF NOT EXISTS t (i int); INSERT INTO t VALUES (1)")
+    pg.psql("SELECT pg_switch_wal()")
+    assert _wait(lambda: int(pg.psql("SELECT failed_count FROM pg_stat_archiver")) > 0)
+    result = health(run_module, check)
+    (db,) = result["checks"]
+    assert db["status"] == "crit"
+    assert metrics(db)["archive_failing"]["status"] == "crit"
+    assert "WAL archiving failing" in db["message"]
+
+    pg.psql("ALTER SYSTEM SET archive_command = '/bin/true'")
+    pg.psql("SELECT pg_reload_conf()")
+    assert _wait(
+        lambda: (
+            pg.psql("SELECT last_archived_time > coalesce(last_failed_time, '-infinity') FROM pg_stat_archiver") == "t"
+        )
+    )
+    (db,) = health(run_module, check)["checks"]
+    assert db["status"] == "ok", db["message"]
+    assert metrics(db)["archive_age"]["status"] == "ok"
+    assert metrics(db)["archive_age"]["text"].startswith("last WAL archived ")
+    assert "archive_failing" not in metrics(db)
+
+
+def test_postgres_oldest_transaction_and_connections(postgres, run_module):
+    import psycopg2
+
+    holder = psycopg2.connect(
+        host=postgres.host, port=postgres.port, user="postgres", password=postgres.password, dbname="postgres"
+    )
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT txid_current()")  # a transaction stays open
+        check = {
+            "name": "db",
+            "type": "postgres",
+            "thresholds": {"oldest_transaction": {"warn": 0, "crit": 3600}},
+            "postgres": {"login_host": postgres.host, "login_port": postgres.port, "login_password": postgres.password},
+        }
+        (db,) = health(run_module, [check])["checks"]
+        seen = int(postgres.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"))
+    finally:
+        holder.close()
+    assert db["status"] == "warn"
+    assert metrics(db)["oldest_transaction"]["status"] == "warn"
+    used = int(metrics(db)["connections"]["text"].split()[1].split("/")[0])
+    assert used >= 2 and used >= seen  # the holder and the check itself (psql's probe ran after it left)
+
+
+def test_redis_hit_rate_and_memory_against_info(redis_server, run_module):
+    client = redis_server.client()
+    client.config_resetstat()
+    client.set("hc:present", "1")
+    client.get("hc:present")
+    for key in ("hc:miss1", "hc:miss2", "hc:miss3"):
+        client.get(key)
+    old = client.config_get("maxmemory")["maxmemory"]
+    client.config_set("maxmemory", str(64 * 1024 * 1024))
+    try:
+        (cache,) = health(run_module, [{"name": "cache", "type": "redis", "redis": redis_server.conn_args()}])["checks"]
+        stats = client.info("stats")
+        used = client.info("memory")["used_memory"]
+    finally:
+        client.config_set("maxmemory", old)
+        client.config_resetstat()
+    assert (stats["keyspace_hits"], stats["keyspace_misses"]) == (1, 3)
+    assert metrics(cache)["hit_rate"]["value"] == 25.0 and metrics(cache)["hit_rate"]["status"] == "warn"
+    assert cache["status"] == "warn"
+    assert abs(cache["value"] - 100.0 * used / (64 * 1024 * 1024)) < 1
+    assert cache["message"].startswith("memory ") and "of 64 MiB" in cache["message"]
+
+
+def test_broken_nginx_config_is_crit_with_nginx_words(nginx, run_module, tmp_path):
+    broken = tmp_path / "nginx.conf"
+    broken.write_text("events {}\nhttp { server { listen 127.0.0.1:%d; bogus_directive on; } }\n" % free_port())
+    (check,) = health(
+        run_module,
+        [{"name": "nginx", "type": "nginx_config", "nginx_config": {"config": str(broken), "prefix": str(tmp_path)}}],
+    )["checks"]
+    assert check["status"] == "crit"
+    assert 'unknown directive "bogus_directive"' in check["message"]
+
+
+def test_check_mode_runs_the_same_checks(nginx, run_module):
+    checks = [
+        {"name": "app", "type": "http", "http": {"url": nginx.url("/health")}},
+        {"name": "down", "type": "http", "http": {"url": nginx.url("/down")}},
+    ]
+    normal = health(run_module, checks)
+    checked = health(run_module, checks, check_mode=True)
+    for result in (normal, checked):
+        assert result["changed"] is False
+        assert [c["status"] for c in result["checks"]] == ["ok", "crit"]
+
+
+# --- playbooks -----------------------------------------------------------------------------
+def ansible_playbook(args, inventory_dir, timeout=120):
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=collections_path(),
+        ANSIBLE_HOST_KEY_CHECKING="False",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_RETRY_FILES_ENABLED="False",
+        ANSIBLE_LOCAL_TEMP=str(inventory_dir / "tmp"),
+    )
+    binary = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    return subprocess.run(
+        [binary, "-i", str(inventory_dir / "inventory.yml"), *args],
+        env=env,
+        cwd=str(inventory_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_inventory(directory, group_vars, unreachable=None):
+    inventory = {
+        "all": {
+            "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
+            "children": dict((g, {"hosts": {"localhost": None}}) for g in ("lb", "app", "db", "cache")),
+        }
+    }
+    if unreachable:  # a host whose SSH port refuses connections
+        inventory["all"]["children"]["cache"]["hosts"][unreachable] = {
+            "ansible_host": "127.0.0.1",
+            "ansible_port": free_port(),
+            "ansible_connection": "ssh",
+            "ansible_ssh_common_args": "-o ConnectTimeout=5 -o BatchMode=yes",
+        }
+    (directory / "group_vars").mkdir(exist_ok=True)
+    (directory / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    (directory / "group_vars" / "all.yml").write_text(yaml.safe_dump(group_vars))
+
+
+@pytest.fixture
+def platform_vars(postgres, redis_server, nginx, tmp_path):
+    return {
+        "bosun_health_nginx": {"nginx_config": {"config": nginx.conf, "prefix": nginx.dir}},
+        "bosun_health_lb_http": {"http": {"url": nginx.url("/")}},
+        "bosun_health_server_name": "localhost",
+        "bosun_health_tls": {"tls_cert": {"port": nginx.https_port, "ca_cert": nginx.ca_cert}},
+        "bosun_health_app": {"http": {"url": nginx.url("/health"), "json_path": "status", "json_equals": "healthy"}},
+        "bosun_health_postgres": {"postgres": pg_checks(postgres)},
+        # the session's Redis is shared: other tests' lookups decide its hit rate
+        "bosun_health_redis": {"redis": redis_server.conn_args(), "thresholds": {"hit_rate": {"warn": 0}}},
+        "bosun_health_disk_paths": [str(tmp_path)],
+        "bosun_health_disk": {"warn": 99.5, "crit": 100},
+        # a shared CI machine: only the report's logic is under test here, not this host's load
+        "bosun_health_memory": {"warn": 99.5, "crit": 100},
+        "bosun_health_load": {"warn": 100000, "crit": 100000},
+        "bosun_health_report_json": str(tmp_path / "report.json"),
+        "bosun_health_report_text": str(tmp_path / "report.txt"),
+        "bosun_health_metrics_file": str(tmp_path / "health.prom"),
+    }
+
+
+PLAYBOOK = os.path.join(ROOT, "playbooks", "health.yml")
+
+
+def test_health_playbook_healthy_report(platform_vars, tmp_path):
+    write_inventory(tmp_path, platform_vars)
+    proc = ansible_playbook([PLAYBOOK], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    text = (tmp_path / "report.txt").read_text().splitlines()
+    assert text[0].startswith("Infrastructure Status Report  20") and text[0].endswith(" UTC")
+    assert text[1].startswith("Load balancer:  \u2705 nginx config valid  \u2705 / ")
+    assert text[1].endswith("\u2705 TLS cert 88 days")
+    assert text[2].startswith("Application:    \u2705 /health ") and text[2].endswith(" ms")
+    assert text[3].startswith("Database:       \u2705 PostgreSQL ") and "connections" in text[3]
+    assert text[4].startswith("Cache:          \u2705 Redis memory ")
+    assert text[5] == "Overall:        \u2705 ok: 9 checks (9 ok) on 1 host"
+    assert text[6] == "Recommendations: none, every check is ok."
+    for line in text:
+        assert json.dumps(line)[1:-1] in proc.stdout or line in proc.stdout  # the same report is printed
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "ok" and report["failed"] is False
+    assert report["summary"]["total"] == 9
+    assert sorted(c["name"] for c in report["hosts"]["localhost"]["checks"]) == sorted(
+        [
+            "nginx config",
+            "lb http",
+            "TLS cert",
+            "app health",
+            "PostgreSQL",
+            "Redis",
+            "disk %s" % tmp_path,
+            "memory",
+            "load",
+        ]
+    )
+    assert "bosun_health_status 0\n" in (tmp_path / "health.prom").read_text()
+
+
+def test_health_playbook_fails_on_crit_and_hides_passwords(platform_vars, postgres, redis_server, tmp_path):
+    wrong = "n0t 'the' $password"
+    platform_vars["bosun_health_redis"]["redis"]["login_password"] = wrong
+    platform_vars["bosun_health_app"] = {"http": {"url": "http://127.0.0.1:%d/health" % free_port()}}
+    write_inventory(tmp_path, platform_vars, unreachable="ghost")
+    proc = ansible_playbook([PLAYBOOK, "-vvv"], tmp_path)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    for secret in (wrong, postgres.app_password, redis_server.password):
+        assert secret not in output
+        assert secret not in (tmp_path / "report.json").read_text()
+    text = (tmp_path / "report.txt").read_text()
+    assert "Application:    \U0001f534 app health: GET http://127.0.0.1:" in text
+    assert (
+        "Cache:          \U0001f534 localhost Redis %s:%d db 0: authentication failed for user default"
+        % (redis_server.host, redis_server.port)
+        in text
+    )
+    assert "  \U0001f534 ghost unreachable: " in text
+    assert ". ghost: check that the host is up and reachable over SSH" in text
+    assert "Overall:        \U0001f534 crit: 9 checks (7 ok, 2 crit) on 2 hosts (1 without a result)" in text
+    assert "Recommendations:\n  1. " in text
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "crit" and report["failed"] is True
+    assert sorted(str(f["check"]) for f in report["failing"]) == ["None", "Redis", "app health"]
+    assert report["hosts"]["ghost"]["error"].startswith("unreachable: ")
+    assert "health report crit (fail_on=crit): localhost" in proc.stdout
+
+
+def test_module_defaults_of_the_postgres_action_group(postgres, tmp_path):
+    playbook = tmp_path / "defaults.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Connection options from the action group",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "module_defaults": {
+                        "group/bosun.platform.postgres": {
+                            "login_host": postgres.host,
+                            "login_port": postgres.port,
+                            "login_user": "app",
+                            "login_password": postgres.app_password,
+                        }
+                    },
+                    "tasks": [
+                        {
+                            "name": "Check",
+                            "bosun.platform.health_check": {
+                                "checks": [{"name": "db", "type": "postgres", "postgres": {"dbname": "app"}}]
+                            },
+                            "register": "r",
+                        },
+                        {
+                            "name": "Show",
+                            "ansible.builtin.debug": {"msg": "{{ r.checks[0].status }} {{ r.checks[0].message }}"},
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    write_inventory(tmp_path, {})
+    proc = ansible_playbook([str(playbook)], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert '"msg": "ok ' in proc.stdout and "/40 connections" in proc.stdout
+    assert postgres.app_password not in proc.stdout

@@ -1,0 +1,191 @@
+"""The health report filters: grouping by tier, what is shown, recommendations, metrics."""
+
+import json
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.bosun.platform.plugins.filter import health_report as hr
+
+
+def metric(name, value, unit, status, text, *, headline=True):
+    return dict(name=name, value=value, unit=unit, status=status, text=text, headline=headline)
+
+
+def check(name, type_, status, message, metrics=(), tier=None):  # noqa: PLR0917 - reads like a row
+    value = metrics[0]["value"] if metrics else None
+    return dict(
+        name=name,
+        type=type_,
+        status=status,
+        value=value,
+        unit=metrics[0]["unit"] if metrics else "",
+        latency_ms=1.0,
+        message=message,
+        metrics=list(metrics),
+        labels={"tier": tier} if tier else {},
+    )
+
+
+def memory(pct, status="ok"):
+    return check(
+        "memory", "memory", status, "memory %d %% used" % pct, [metric("used", pct, "%", status, "memory %d %%" % pct)]
+    )
+
+
+def result(*checks):
+    return {"checks": list(checks), "duration_ms": 120.0, "changed": False}
+
+
+HOSTVARS = {
+    "lb1": {
+        "group_names": ["lb"],
+        "r": result(
+            check(
+                "nginx config",
+                "nginx_config",
+                "ok",
+                "valid",
+                [metric("valid", True, "", "ok", "nginx config valid")],
+                "lb",
+            ),
+            check(
+                "TLS cert", "tls_cert", "ok", "63 days", [metric("days", 63, "days", "ok", "TLS cert 63 days")], "lb"
+            ),
+            memory(40),
+        ),
+    },
+    "app1": {
+        "group_names": ["app"],
+        "r": result(
+            check("app health", "http", "ok", "HTTP 200", [metric("latency", 42, "ms", "ok", "/health 42 ms")], "app"),
+            memory(50),
+        ),
+    },
+    "app2": {
+        "group_names": ["app"],
+        "r": result(
+            check("app health", "http", "ok", "HTTP 200", [metric("latency", 40, "ms", "ok", "/health 40 ms")], "app"),
+            memory(78, "warn"),
+        ),
+    },
+    "db1": {
+        "group_names": ["db"],
+        "r": result(
+            check(
+                "PostgreSQL",
+                "postgres",
+                "ok",
+                "45/100",
+                [
+                    metric("connections", 45, "%", "ok", "PostgreSQL 45/100 connections (45 %)"),
+                    metric("archive_age", 40, "s", "ok", "last WAL archived 40 s ago"),
+                    metric("oldest_transaction", 2, "s", "ok", "oldest transaction 2 s", headline=False),
+                ],
+                "db",
+            )
+        ),
+    },
+    "cache1": {"group_names": ["cache"], "r": {"unreachable": True, "msg": "Failed to connect to the host via ssh"}},
+}
+
+
+def report(hosts=None, hostvars=None, **kw):
+    return hr.health_report(
+        list(hosts or HOSTVARS), hostvars or HOSTVARS, result_var="r", generated_at="2026-11-22T07:00:00Z", **kw
+    )
+
+
+def test_report_text_in_the_operators_format():
+    text = hr.health_report_text(report())
+    lines = text.splitlines()
+    assert lines[0] == "Infrastructure Status Report  2026-11-22 07:00 UTC"
+    assert lines[1] == "Load balancer:  \u2705 nginx config valid  \u2705 TLS cert 63 days"
+    assert (
+        lines[2]
+        == "Application:    \u2705 app1 /health 42 ms  \u2705 app2 /health 40 ms  \u26a0\ufe0f app2 memory 78 %"
+    )
+    assert lines[3] == (
+        "Database:       \u2705 PostgreSQL 45/100 connections (45 %)  \u2705 last WAL archived 40 s ago"
+    )
+    assert lines[4] == "Cache:          \U0001f534 cache1 unreachable: Failed to connect to the host via ssh"
+    assert lines[5] == "Overall:        \U0001f534 crit: 8 checks (7 ok, 1 warn) on 5 hosts (1 without a result)"
+    assert lines[6] == "Recommendations:"
+    assert lines[7] == "  1. cache1: check that the host is up and reachable over SSH"
+    assert lines[8] == "  2. app2 memory 78 %: find what uses the memory (ps, smem) or give the Droplet more"
+    assert len(lines) == 9
+
+
+def test_report_dict_is_json_and_counts():
+    data = report()
+    json.dumps(data)  # the JSON file
+    assert data["status"] == "crit" and data["failed"] is True
+    assert data["summary"] == dict(ok=7, warn=1, unknown=0, crit=0, total=8, hosts=5, hosts_failed=1)
+    assert data["hosts"]["app2"]["status"] == "warn"
+    assert data["hosts"]["cache1"]["error"].startswith("unreachable")
+    assert data["reasons"] == ["cache1 crit: unreachable: Failed to connect to the host via ssh"]  # fail_on=crit
+    assert report(fail_on="warn")["reasons"] == [f["text"] for f in data["failing"]]
+    assert [f["text"] for f in data["failing"]] == [
+        "cache1 crit: unreachable: Failed to connect to the host via ssh",
+        "app2 memory warn: memory 78 % used",
+    ]
+
+
+def test_fail_on_and_all_ok():
+    healthy = dict((h, v) for h, v in HOSTVARS.items() if h in ("lb1", "app1", "db1"))
+    data = report(healthy, healthy)
+    assert data["status"] == "ok" and data["failed"] is False
+    assert hr.health_report_text(data).splitlines()[-1] == "Recommendations: none, every check is ok."
+    warned = dict(healthy, app2=HOSTVARS["app2"])
+    assert report(warned, warned)["failed"] is False
+    assert report(warned, warned, fail_on="warn")["failed"] is True
+    assert report(dict(HOSTVARS), HOSTVARS, fail_on="never")["failed"] is False
+
+
+def test_failed_check_shows_its_reason_and_module_failure_is_crit():
+    hv = {
+        "db1": {
+            "group_names": ["db"],
+            "r": result(
+                check(
+                    "PostgreSQL",
+                    "postgres",
+                    "crit",
+                    "PostgreSQL 10.0.0.5:5432/postgres: authentication failed for user monitor",
+                    tier="db",
+                )
+            ),
+        },
+        "app1": {"group_names": ["app", "lb"], "r": {"failed": True, "msg": "invalid checks: checks[0] (x): ..."}},
+    }
+    data = report(list(hv), hv)
+    text = hr.health_report_text(data)
+    assert "\U0001f534 PostgreSQL 10.0.0.5:5432/postgres: authentication failed for user monitor" in text
+    assert "Load balancer:  \U0001f534 app1 health_check failed: invalid checks" in text  # first tier in order
+    assert "check the server, the credentials and pg_hba.conf" in text
+
+
+def test_custom_tiers_and_host_without_known_group():
+    hv = {"misc": {"group_names": ["workers"], "r": result(memory(90, "crit"))}}
+    data = report(["misc"], hv, tiers=[{"group": "workers", "label": "Workers"}])
+    assert hr.health_report_text(data).splitlines()[1] == "Workers:        \U0001f534 memory 90 %"
+    data = report(["misc"], hv)
+    assert data["tiers"][0]["label"] == "Hosts"
+    with pytest.raises(AnsibleFilterError, match="each tier needs a group"):
+        report(["misc"], hv, tiers=[{"label": "x"}])
+
+
+def test_metrics_textfile():
+    text = hr.health_report_metrics(report())
+    assert "bosun_health_status 3\n" in text
+    assert 'bosun_health_host_status{host="app2"} 1\n' in text
+    assert 'bosun_health_check_status{check="memory",host="app2",tier="app",type="memory"} 1\n' in text
+    assert 'bosun_health_check_value{check="TLS cert",host="lb1",tier="lb",type="tls_cert",unit="days"} 63\n' in text
+    assert "bosun_health_last_run_timestamp_seconds 1795330800\n" in text
+
+
+def test_filters_reject_wrong_input():
+    with pytest.raises(AnsibleFilterError):
+        hr.health_report("lb1", HOSTVARS)
+    with pytest.raises(AnsibleFilterError):
+        hr.health_report_text({"x": 1})
+    assert set(hr.FilterModule().filters()) == {"health_report", "health_report_text", "health_report_metrics"}
