@@ -22,6 +22,12 @@ except ImportError as exc:  # pragma: no cover - depends on the host
     HAS_REDIS = False
     REDIS_IMPORT_ERROR = exc
 
+try:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:  # pragma: no cover - redis-py missing or too old to have retries
+    NoBackoff = Retry = None
+
 from ansible_collections.bosun.platform.plugins.module_utils._io import redact
 
 REDIS_COMMON_ARGS = dict(
@@ -67,7 +73,12 @@ class RedisError(Exception):
 
 
 def client_kwargs(params):
-    """Keyword arguments for redis.Redis()."""
+    """Keyword arguments for redis.Redis().
+
+    One attempt per connection: redis-py 6+ retries a failed connection three times with
+    backoff by default, which turns a refused port into seconds of waiting and hides the
+    first error. A module reports the failure instead.
+    """
     kw = dict(
         db=params.get("login_db") or 0,
         username=params.get("login_user") or None,
@@ -75,6 +86,8 @@ def client_kwargs(params):
         socket_connect_timeout=params.get("connect_timeout"),
         socket_timeout=params.get("socket_timeout"),
     )
+    if Retry is not None:
+        kw["retry"] = Retry(NoBackoff(), 0)
     if params.get("login_unix_socket"):
         kw["unix_socket_path"] = params["login_unix_socket"]
     else:

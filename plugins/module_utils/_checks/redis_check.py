@@ -12,12 +12,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-try:
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-except ImportError:  # pragma: no cover - redis-py missing or too old to have retries
-    NoBackoff = Retry = None
-
 from ansible_collections.bosun.platform.plugins.module_utils import _redis
 from ansible_collections.bosun.platform.plugins.module_utils._checks.base import classify_text, fmt_bytes, fmt_num
 from ansible_collections.bosun.platform.plugins.module_utils._checks.status import CRIT, OK, UNKNOWN, Threshold
@@ -78,15 +72,8 @@ def run(probe, options):
 
 
 def connect(params):
-    """A client that does not retry: one health probe is one attempt.
-
-    (redis-py 6+ retries a failed connection three times with backoff by default, which
-    turns a refused port into seconds of waiting.)
-    """
-    kwargs = _redis.client_kwargs(params)
-    if Retry is not None:
-        kwargs["retry"] = Retry(NoBackoff(), 0)
-    return _redis.redis.Redis(**kwargs)
+    """A client for one probe: one attempt, no retries (see _redis.client_kwargs)."""
+    return _redis.redis.Redis(**_redis.client_kwargs(params))
 
 
 def measure(probe, info):
