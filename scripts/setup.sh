@@ -36,7 +36,7 @@ as_root() {
 # --- 1. Debian packages -------------------------------------------------------------
 HOST_PACKAGES=(
   docker.io debootstrap
-  postgresql redis-server nginx-light openssl
+  postgresql redis-server nginx-light openssl zstd lz4
   python3-venv git rsync curl ca-certificates shellcheck
 )
 

@@ -33,7 +33,6 @@ def temp_path_for(dest):
     return path
 
 
-
 def temp_dir_for(dest):
     """A fresh temporary directory beside ``dest`` (mode 0700), named like temp_path_for."""
     directory, name = os.path.split(os.path.abspath(dest))
@@ -70,6 +69,7 @@ def free_bytes(path):
         probe = parent
     st = os.statvfs(probe)
     return st.f_bavail * st.f_frsize
+
 
 def atomic_write(dest, data, mode=0o644):
     """Write ``data`` (bytes or str) to ``dest``: temp file, fsync, rename, fsync dir."""

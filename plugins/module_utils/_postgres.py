@@ -170,3 +170,8 @@ def conninfo_dbname(dbname):
 def server_version_num(conn):
     """The server's version as an integer (150010 for 15.10)."""
     return int(query(conn, "SHOW server_version_num")[0]["server_version_num"])
+
+
+def quote_literal(value):
+    """Quote a string as an SQL literal (E'' form: safe whatever standard_conforming_strings is)."""
+    return "E'%s'" % str(value).replace("\\", "\\\\").replace("'", "''")

@@ -1,0 +1,268 @@
+#!/usr/bin/python
+# Copyright: bosun.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: postgresql_restore
+short_description: Restore a checked PostgreSQL backup, or run a restore drill
+version_added: 0.1.0
+description:
+  - Restores a backup written by M(bosun.platform.postgresql_dump), chosen by path or as the
+    newest backup of a database (V(latest)), after checking its size and sha256 against its
+    manifest. A backup that does not match is refused, naming the file.
+  - The backup is restored into a new staging database first, with C(--exit-on-error) and
+    C(--single-transaction) (one job) or C(--jobs). Only when that succeeded does it take
+    the target's name. The target is a new database by default; replacing an existing one
+    needs O(force=true), and the old database is dropped only after the new one is in place.
+    A failed restore leaves an existing target as it was.
+  - With O(drill=true), the backup is restored into a scratch database, checked (the number
+    of tables matches the backup's, named tables exist, row counts reach minimums, extra SQL
+    returns true), and the scratch database is dropped. The restore duration is returned
+    (the recovery time this backup gives) and written to textfile metrics.
+  - Globals backups (roles, tablespaces) are refused. They belong to a new server's set-up
+    and are replayed by hand (see the collection's docs/backup-restore.md).
+author:
+  - bosun.platform maintainers (@bosun-platform)
+extends_documentation_fragment:
+  - bosun.platform.postgres
+options:
+  backup:
+    description:
+      - Path of the backup (file or directory, or its manifest), or V(latest) for the newest
+        backup of O(db) in O(backup_dir). V(latest) does not skip a newer backup that fails
+        its checksum; it refuses, so that a corrupt newest backup is noticed.
+    type: str
+    default: latest
+  backup_dir:
+    description: Backup directory of M(bosun.platform.postgresql_dump); needed with O(backup=latest).
+    type: path
+  db:
+    description:
+      - Database whose newest backup O(backup=latest) picks.
+      - Also the default O(target_db) is the database the backup was taken from.
+    type: str
+  target_db:
+    description:
+      - Database to restore into; default the backup's own database. Not used by drills.
+    type: str
+  force:
+    description:
+      - Replace O(target_db) when it exists. Without it, an existing target is refused.
+    type: bool
+    default: false
+  owner:
+    description:
+      - Owner of the restored database. Default the owner recorded in the manifest when that
+        role exists, else O(login_user).
+    type: str
+  no_owner:
+    description: Do not restore object ownership (C(pg_restore --no-owner)); objects belong to O(login_user).
+    type: bool
+    default: false
+  jobs:
+    description:
+      - Parallel C(pg_restore) jobs. With 1, the restore runs in a single transaction.
+      - A streamed (zstd or lz4 compressed custom) backup is first decompressed into
+        O(work_dir) for more than one job, or restored with one job from the stream when
+        O(work_dir) lacks room.
+    type: int
+    default: 1
+  work_dir:
+    description: Directory for a decompressed copy with O(jobs) > 1; default the backup's directory.
+    type: path
+  maintenance_db:
+    description: Database to connect to for creating, renaming and dropping databases.
+    type: str
+    default: postgres
+  drill:
+    description: Restore into a scratch database, run the checks, drop it and report.
+    type: bool
+    default: false
+  drill_tables:
+    description: Tables (optionally schema-qualified) that must exist after a drill's restore.
+    type: list
+    elements: str
+    default: []
+  drill_min_rows:
+    description: Table name to the number of rows it must have at least, after a drill's restore.
+    type: dict
+    default: {}
+  drill_sql:
+    description:
+      - Queries run (read-only) in the drill's database; each must return one row whose first
+        column is true.
+    type: list
+    elements: str
+    default: []
+  metrics_dir:
+    description:
+      - Directory of the node_exporter textfile collector. A drill writes
+        C(bosun_restore_drill_<database>.prom) there atomically, on success and on failure.
+    type: path
+  bin_dir:
+    description:
+      - Directory holding C(pg_restore); by default E(PATH), then the newest
+        C(/usr/lib/postgresql/<version>/bin). Must be at least the version that wrote the backup.
+    type: path
+notes:
+  - Check mode checks the backup's checksum, the tools, the connection and whether the target
+    exists, and reports C(changed) as a real run would; it creates nothing.
+  - A drill leaves the server as it found it and reports C(changed=false).
+  - Database-level settings (C(ALTER DATABASE ... SET)) and grants on the database itself are
+    not part of a C(pg_dump) archive without C(--create) and are not restored.
+requirements:
+  - pg_restore of at least the version that wrote the backup
+  - zstd or lz4 for backups streamed through those compressors
+seealso:
+  - module: bosun.platform.postgresql_dump
+attributes:
+  check_mode:
+    support: full
+    description: Predicts exactly what a real run reports as changed.
+  diff_mode:
+    support: none
+    description: No diff is produced.
+"""
+
+EXAMPLES = r"""
+- name: Restore the newest backup of app into a new database app_restored
+  bosun.platform.postgresql_restore:
+    db: app
+    backup_dir: /var/backups/postgresql
+    target_db: app_restored
+
+- name: Replace app with a chosen backup (the playbook takes a safety dump first)
+  bosun.platform.postgresql_restore:
+    backup: /var/backups/postgresql/app/20250101T020000Z.dump.zst
+    force: true
+    jobs: 4
+
+- name: Monthly restore drill
+  bosun.platform.postgresql_restore:
+    db: app
+    backup_dir: /var/backups/postgresql
+    drill: true
+    drill_tables: [public.orders, public.customers]
+    drill_min_rows:
+      public.orders: 1000
+    drill_sql:
+      - SELECT max(created_at) > now() - interval '2 days' FROM public.orders
+    metrics_dir: /var/lib/prometheus/node-exporter
+"""
+
+RETURN = r"""
+backup:
+  description: The backup chosen, and what its manifest says.
+  returned: when a backup was found
+  type: dict
+  contains:
+    path:
+      description: Path of the backup.
+      type: str
+    manifest:
+      description: Path of its manifest.
+      type: str
+    database:
+      description: Database it was taken from.
+      type: str
+    sha256:
+      description: Checksum that was checked.
+      type: str
+    finished:
+      description: When the backup finished (ISO 8601, UTC).
+      type: str
+target_db:
+  description: Database restored into (the scratch database for a drill).
+  returned: when a database backup was restored or checked
+  type: str
+target_exists:
+  description: Whether the target existed before (always false for a drill).
+  returned: when a database backup was restored or checked
+  type: bool
+replaced:
+  description: Whether an existing database was (or would be) replaced.
+  returned: when a database backup was restored or checked
+  type: bool
+restore_seconds:
+  description: Seconds the restore itself took (for a drill, the recovery time measured).
+  returned: after a restore ran
+  type: float
+jobs:
+  description: pg_restore jobs used.
+  returned: after a database restore ran
+  type: int
+checks:
+  description: Drill checks with their outcome.
+  returned: after a drill's restore
+  type: list
+  elements: dict
+  sample:
+    - check: table count
+      ok: true
+      detail: 12 tables restored, 12 in the backup
+    - check: rows of public.orders
+      ok: true
+      detail: 150000 rows, at least 1000 wanted
+drill_database:
+  description: Name of the scratch database of a drill (dropped at the end).
+  returned: when drill is true
+  type: str
+metrics_file:
+  description: Textfile metrics written by a drill.
+  returned: when drill is true and metrics_dir is set
+  type: str
+commands:
+  description: Command lines run (argv joined for display; no secret in them).
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.bosun.platform.plugins.module_utils._backup import restore, tools  # noqa: E402
+from ansible_collections.bosun.platform.plugins.module_utils._backup.layout import BackupError  # noqa: E402
+from ansible_collections.bosun.platform.plugins.module_utils._postgres import postgres_argument_spec, secrets_of  # noqa: E402
+
+
+def argument_spec():
+    return postgres_argument_spec(
+        backup=dict(type="str", default="latest"),
+        backup_dir=dict(type="path"),
+        db=dict(type="str"),
+        target_db=dict(type="str"),
+        force=dict(type="bool", default=False),
+        owner=dict(type="str"),
+        no_owner=dict(type="bool", default=False),
+        jobs=dict(type="int", default=1),
+        work_dir=dict(type="path"),
+        maintenance_db=dict(type="str", default="postgres"),
+        drill=dict(type="bool", default=False),
+        drill_tables=dict(type="list", elements="str", default=[]),
+        drill_min_rows=dict(type="dict", default={}),
+        drill_sql=dict(type="list", elements="str", default=[]),
+        metrics_dir=dict(type="path"),
+        bin_dir=dict(type="path"),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    tools.scrub_process_environ()
+    runner = tools.Runner(secrets_of(module.params), module.run_command)
+    try:
+        result = restore.run(module.params, runner, check_mode=module.check_mode)
+    except BackupError as exc:
+        for warning in exc.result.pop("warnings", []):
+            module.warn(warning)
+        module.fail_json(msg=runner.redact(exc.msg), **exc.result)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
