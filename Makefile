@@ -29,7 +29,7 @@ collection:
 	@python3 tests/support/collection.py >/dev/null
 
 lint: collection
-	@$(STAGE) lint bash -c 'set -e; yamllint -s . && ruff check . && ruff format --check . && ansible-lint --offline'
+	@$(STAGE) lint bash -c 'set -e; yamllint -s . && ruff check . && ruff format --check . && python3 scripts/check_role_specs.py && ansible-lint --offline'
 
 sanity:
 	@$(STAGE) sanity bash scripts/sanity.sh
