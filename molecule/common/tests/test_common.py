@@ -1,5 +1,6 @@
 """Behaviour of a host converged with bosun.platform.common."""
 
+import json
 import os
 import socket
 import subprocess
@@ -130,3 +131,19 @@ def test_unattended_security_upgrades(host):
 def test_sysctl_file_written(host):
     conf = host.file("/etc/sysctl.d/60-bosun.conf")
     assert conf.contains("net.ipv4.tcp_syncookies = 1")
+
+
+def test_health_check_reads_real_systemd_units(host):
+    """bosun.platform.health_check's systemd check against the host's own systemd."""
+    args = {
+        "fail_on": "never",
+        "checks": [
+            {"name": "sshd", "type": "systemd", "systemd": {"unit": "ssh"}},
+            {"name": "fail2ban", "type": "systemd", "systemd": {"unit": "fail2ban"}},
+            {"name": "missing", "type": "systemd", "systemd": {"unit": "bosun-no-such-unit.service"}},
+        ],
+    }
+    result = host.ansible("bosun.platform.health_check", json.dumps(args), check=False)
+    statuses = {check["name"]: check["status"] for check in result["checks"]}
+    assert statuses == {"sshd": "ok", "fail2ban": "ok", "missing": "crit"}
+    assert result["status"] == "crit"
