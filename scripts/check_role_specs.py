@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Check that each role's defaults/main.yml and meta/argument_specs.yml agree.
 
 - every variable in defaults/main.yml is declared in the options of an entry point;
