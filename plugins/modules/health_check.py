@@ -626,8 +626,8 @@ msg:
   sample: "20 checks: 19 ok, 1 warn"
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.bosun.platform.plugins.module_utils._checks import health, spec  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.bosun.platform.plugins.module_utils._checks import health, spec
 
 
 def main():

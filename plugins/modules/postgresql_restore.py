@@ -222,10 +222,9 @@ commands:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.bosun.platform.plugins.module_utils._backup import restore, tools  # noqa: E402
-from ansible_collections.bosun.platform.plugins.module_utils._backup.layout import BackupError  # noqa: E402
-from ansible_collections.bosun.platform.plugins.module_utils._postgres import postgres_argument_spec, secrets_of  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.bosun.platform.plugins.module_utils._backup import restore, tools
+from ansible_collections.bosun.platform.plugins.module_utils._postgres import postgres_argument_spec
 
 
 def argument_spec():
@@ -251,17 +250,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    tools.scrub_process_environ()
-    runner = tools.Runner(secrets_of(module.params), module.run_command)
-    try:
-        result = restore.run(module.params, runner, check_mode=module.check_mode)
-    except BackupError as exc:
-        for warning in exc.result.pop("warnings", []):
-            module.warn(warning)
-        module.fail_json(msg=runner.redact(exc.msg), **exc.result)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    tools.module_main(module, restore.run)
 
 
 if __name__ == "__main__":

@@ -235,8 +235,8 @@ redis_version:
   sample: 7.0.15
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.bosun.platform.plugins.module_utils._flush import FlushError, argument_spec, run  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.bosun.platform.plugins.module_utils._flush import FlushError, argument_spec, run
 
 
 def main():
