@@ -10,7 +10,7 @@ export ANSIBLE_ROLES_PATH := $(ROOT)/roles
 # Molecule scenarios run one after another; `make molecule SCENARIOS="common"` runs some.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help setup collection lint sanity unit integration molecule test clean lab
+.PHONY: help setup collection lint sanity unit integration molecule test clean lab lab-down
 
 help:
 	@echo "make setup        install what the tests need (idempotent)"
@@ -20,6 +20,8 @@ help:
 	@echo "make integration  pytest tests/integration against real servers"
 	@echo "make molecule     every Molecule scenario, one after another"
 	@echo "make test         all of the above"
+	@echo "make lab          the local lab: five hosts, site.yml, a deploy, the health report"
+	@echo "make lab-down     remove the lab"
 
 setup:
 	@$(STAGE) setup bash scripts/setup.sh
@@ -51,6 +53,14 @@ test:
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory molecule
+
+# The collection's main job on a local lab of five containers reached over SSH.
+lab: setup collection
+	@bash scripts/lab.sh up
+	@bash scripts/lab.sh main
+
+lab-down:
+	@bash scripts/lab.sh down
 
 clean:
 	rm -rf .cache tests/output .pytest_cache .ruff_cache

@@ -4,8 +4,11 @@
 # fresh Droplet has). inventories/lab/ describes them.
 #
 #   scripts/lab.sh up      create or start the hosts (idempotent)
+#   scripts/lab.sh main    the collection's main job on them: site.yml, a deploy of the
+#                          example app, the health report, and the URL that answers
 #   scripts/lab.sh down    remove them and their network
 #   scripts/lab.sh status  list them
+# `make lab` is `up` + `main` (after `make setup`); `make lab-down` is `down`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NETWORK=bosun-lab
@@ -56,6 +59,10 @@ up() {
     docker exec "$container" sh -c 'for i in $(seq 1 60); do systemctl is-active -q ssh && exit 0; sleep 0.5; done; exit 1' \
       || die "sshd did not start on $name"
     docker exec -i "$container" sh -c 'install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' <"$KEY.pub"
+    # Container-only: Debian's redis-server unit asks for PrivateUsers=true, which these
+    # containers cannot set up. A Droplet needs none of this.
+    docker exec "$container" sh -c 'mkdir -p /etc/systemd/system/redis-server.service.d &&
+      printf "[Service]\nPrivateUsers=false\n" > /etc/systemd/system/redis-server.service.d/container.conf'
     if curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:3142/health"; then
       docker exec "$container" sed -i "s#http://deb.debian.org/#http://$GATEWAY:3142/#" /etc/apt/sources.list
     fi
@@ -79,7 +86,29 @@ down() {
   if docker network inspect "$NETWORK" >/dev/null 2>&1; then
     docker network rm "$NETWORK" >/dev/null
   fi
+  # Cached facts describe the removed hosts.
+  rm -rf "$ROOT/.cache/facts"
   log "lab is down"
+}
+
+main() {
+  local release=${BOSUN_LAB_RELEASE:-1.0.0} dist="$KEY_DIR/dist" lb=${HOSTS%% *}
+  lb=${lb##*:}
+  export ANSIBLE_CONFIG="$ROOT/ansible.cfg" ANSIBLE_COLLECTIONS_PATH="$ROOT/.cache/collections"
+  cd "$ROOT"
+  if [ ! -f "$dist/bosun-example-app-$release.tar.gz" ]; then
+    log "building release $release of the example app"
+    python3 examples/app/build.py --version "$release" --out "$dist" >/dev/null
+  fi
+  log "site.yml: provisioning every host"
+  ansible-playbook playbooks/site.yml
+  log "deploy.yml: release $release of the example app"
+  ansible-playbook playbooks/deploy.yml -e "release=$release"
+  log "health.yml: the status report"
+  ansible-playbook playbooks/health.yml -e "bosun_health_report_text=$KEY_DIR/health.txt"
+  log "the lab answers at https://$lb/ (Host: lab.bosun.test, a self-signed certificate):"
+  log "  curl -k --resolve lab.bosun.test:443:$lb https://lab.bosun.test/version"
+  curl -fsS -k --resolve "lab.bosun.test:443:$lb" "https://lab.bosun.test/version" && echo
 }
 
 status() {
@@ -88,7 +117,8 @@ status() {
 
 case "${1:-}" in
   up) up ;;
+  main) main ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|main|down|status" >&2; exit 2 ;;
 esac

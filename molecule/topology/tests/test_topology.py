@@ -1,0 +1,203 @@
+"""The whole platform through its playbooks: deploy, rollout under traffic, automatic
+rollback of a broken release, rollback.yml, the platform lock, and a host lost mid-deploy.
+
+The tests run in file order: each starts from the state the previous one left.
+"""
+
+import http.client
+import json
+import os
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+INVENTORY = os.path.dirname(os.environ.get("MOLECULE_INVENTORY_FILE", ""))
+DIST = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ""), "lab", "dist")
+LB = "172.30.214.10"
+APPS = {"app1": "172.30.214.21", "app2": "172.30.214.22"}
+SERVER_NAME = "lab.bosun.test"
+UPSTREAM_FILE = "/etc/nginx/bosun/upstream-app.conf"
+
+testinfra_hosts = ["lb1"]
+
+
+def _playbook(name, *extra_vars, timeout=600):
+    """Run a playbook of the collection against the scenario's hosts; (rc, output)."""
+    argv = ["ansible-playbook", "--inventory", INVENTORY, os.path.join(PROJECT, "playbooks", name)]
+    for extra in extra_vars:
+        argv += ["--extra-vars", json.dumps(extra)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _get(address, path, port=443, tls=True, timeout=10):
+    """One request on a new connection (no keep-alive); (status, parsed JSON or None)."""
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(address, port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": SERVER_NAME, "Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read()
+        try:
+            return resp.status, json.loads(body)
+        except ValueError:
+            return resp.status, None
+    finally:
+        conn.close()
+
+
+def _served_release():
+    status, body = _get(LB, "/version")
+    assert status == 200, (status, body)
+    return body["release"]
+
+
+def _app_release(name):
+    status, body = _get(APPS[name], "/version", port=8000, tls=False)
+    assert status == 200, (name, status, body)
+    return body["release"]
+
+
+def _upstream_down(host):
+    """The members marked down in the load balancer's upstream (its state line)."""
+    content = host.file(UPSTREAM_FILE).content_string
+    line = next(raw for raw in content.splitlines() if raw.startswith("# bosun-upstream-state:"))
+    return json.loads(line.split(":", 1)[1])["down"]
+
+
+def _docker_exec(container, *argv):
+    proc = subprocess.run(["docker", "exec", container, *argv], capture_output=True, text=True, check=False)
+    return proc.stdout
+
+
+class RequestLoop:
+    """GET /version through nginx until stopped: bounded in count and time, paced below
+    the lab's rate limit (10 r/s), one connection per request."""
+
+    def __init__(self, max_requests=1500, max_seconds=400, pause=0.15):
+        self.max_requests, self.max_seconds, self.pause = max_requests, max_seconds, pause
+        self.results = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and len(self.results) < self.max_requests and time.monotonic() < deadline:
+            try:
+                status, body = _get(LB, "/version", timeout=15)
+                self.results.append((status, (body or {}).get("release")))
+            except (OSError, http.client.HTTPException) as exc:
+                self.results.append((repr(exc), None))
+            time.sleep(self.pause)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_01_site_then_deploy_v1_serves_v1_through_nginx(host):
+    rc, out = _playbook("deploy.yml", {"release": "1.0.0"})
+    assert rc == 0, out[-3000:]
+    assert _served_release() == "1.0.0"
+    assert {_app_release(name) for name in APPS} == {"1.0.0"}
+    # The controller's deployment log has the line.
+    log = open(os.path.join(DIST, "..", "deployments.log"), encoding="utf-8").read()
+    assert "deploy release=1.0.0 result=ok" in log
+
+
+def test_02_deploy_v2_under_traffic_fails_no_request(host):
+    with RequestLoop() as loop:
+        time.sleep(1)
+        rc, out = _playbook("deploy.yml", {"release": "2.0.0"})
+        time.sleep(1)
+    assert rc == 0, out[-3000:]
+    statuses = [status for status, _ in loop.results]
+    assert len(statuses) >= 20, "the request loop hardly ran"
+    failed = [result for result in loop.results if result[0] != 200]
+    assert not failed, "%d of %d requests failed during the rollout: %s" % (len(failed), len(statuses), failed[:5])
+    # Both releases answered during the rollout, and v2 at the end.
+    assert {"1.0.0", "2.0.0"} <= {release for _, release in loop.results}
+    assert _served_release() == "2.0.0"
+    assert _upstream_down(host) == []
+
+
+def test_03_broken_v3_fails_and_every_host_serves_v2_again(host):
+    artifact = os.path.join(DIST, "bosun-example-app-3.0.0-broken.tar.gz")
+    rc, out = _playbook("deploy.yml", {"artifact": artifact, "bosun_deploy_gate_timeout": 10})
+    assert rc != 0
+    assert "deploy of release 3.0.0 FAILED: app1 failed at gate" in out
+    assert "app health" in out
+    assert "rolled back to the release they ran before: app1" in out
+    assert {_app_release(name) for name in APPS} == {"2.0.0"}
+    assert _served_release() == "2.0.0"
+    assert _upstream_down(host) == [], "every upstream member must be enabled again"
+    record = json.loads(_docker_exec("app1", "tail", "-n", "1", "/var/lib/bosun/deploys.jsonl"))
+    assert (record["release"], record["result"], record["host_release"]) == ("3.0.0", "failed, rolled back", "2.0.0")
+
+
+def test_04_rollback_to_v1(host):
+    rc, out = _playbook("rollback.yml", {"release": "1.0.0"})
+    assert rc == 0, out[-3000:]
+    assert {_app_release(name) for name in APPS} == {"1.0.0"}
+    assert _served_release() == "1.0.0"
+    assert _upstream_down(host) == []
+
+
+def test_05_deploy_refused_while_the_lock_is_held(host):
+    taken = host.ansible("bosun.platform.platform_lock", "owner=alice job=maintenance-vacuum", check=False)
+    assert taken["changed"], taken
+    try:
+        rc, out = _playbook("deploy.yml", {"release": "2.0.0"})
+        assert rc != 0
+        assert "is held by alice running maintenance-vacuum" in out
+        assert _served_release() == "1.0.0"
+    finally:
+        host.ansible("bosun.platform.platform_lock", "state=released token=%s" % taken["token"], check=False)
+
+
+def _current_release(name):
+    return os.path.basename(_docker_exec(name, "readlink", "/srv/example/current").strip())
+
+
+def test_06_host_lost_mid_deploy_stops_the_play_and_is_named(host):
+    argv = ["ansible-playbook", "--inventory", INVENTORY, os.path.join(PROJECT, "playbooks", "deploy.yml")]
+    argv += ["--extra-vars", json.dumps({"release": "2.0.0"})]
+    deploy = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # app1 is the first batch; once it runs 2.0.0, app2 goes away before its batch.
+        deadline = time.monotonic() + 300
+        while _current_release("app1") != "2.0.0":
+            assert deploy.poll() is None, "the deploy ended before app1 switched"
+            assert time.monotonic() < deadline, "app1 never switched"
+            time.sleep(0.2)
+        subprocess.run(["docker", "kill", "app2"], check=True, capture_output=True)
+        out, _ = deploy.communicate(timeout=600)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+        subprocess.run(["docker", "start", "app2"], check=False, capture_output=True)
+    assert deploy.returncode != 0
+    assert "app2 failed at" in out
+    assert "unreachable" in out
+    # The platform keeps serving through the host that finished (and it stays in nginx).
+    status, _ = _get(LB, "/version")
+    assert status == 200
+    assert "app1" not in _upstream_down(host)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _lab_state_dir_exists():
+    assert os.path.isdir(DIST), "prepare.yml builds the example app into " + DIST
