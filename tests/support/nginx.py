@@ -237,3 +237,175 @@ http {
             self._stop_and_log()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- An nginx load balancer with an upstream membership file (nginx_upstream tests) --------
+
+UPSTREAM_HEADER = (
+    "# Ansible managed\n"
+    '# Members of upstream "%s". Written by bosun.platform.nginx and by its\n'
+    "# `upstream` entry point (drain: tasks_from: upstream), which reads the state line below.\n"
+)
+
+
+def membership_file(name, servers, down=()):
+    """The membership file as the nginx role's template renders it."""
+    import json
+
+    state = {"name": name, "servers": servers, "down": sorted(down)}
+    lines = [UPSTREAM_HEADER % name + "# bosun-upstream-state: " + json.dumps(state, sort_keys=True)]
+    for server in servers:
+        address = "[%s]" % server["address"] if ":" in server["address"] else server["address"]
+        line = "server %s:%s" % (address, server["port"])
+        if int(server.get("weight", 1)) != 1:
+            line += " weight=%s" % server["weight"]
+        line += " max_fails=%s fail_timeout=%s" % (server["max_fails"], server["fail_timeout"])
+        if server.get("backup"):
+            line += " backup"
+        drained = server["name"] in down
+        line += "%s;  # %s%s" % (" down" if drained else "", server["name"], " (drained)" if drained else "")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+class NamedBackend:
+    """An HTTP server on ``address``:free port answering its name; /slow?seconds=N answers after N s."""
+
+    def __init__(self, name, address="127.0.0.1"):
+        self.name = name
+        self.address = address
+
+    def __enter__(self):
+        import http.server
+        import threading
+        import urllib.parse
+
+        name = self.name
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                if self.path.startswith("/slow"):
+                    time.sleep(min(float(query.get("seconds", ["1"])[0]), 30))
+                body = name.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((self.address, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class UpstreamNginx:
+    """nginx proxying a free loopback port to an upstream whose members live in
+    ``<conf_dir>/bosun/upstream-<name>.conf`` (included relative to nginx.conf, like the role's
+    layout), so ``nginx -t`` on a copy of ``conf_dir`` and ``nginx -s reload`` both work.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, servers, name="app"):
+        self.servers = servers
+        self.name = name
+        self.proc = None
+
+    @property
+    def membership(self):
+        return os.path.join(self.dir, "bosun", "upstream-%s.conf" % self.name)
+
+    def url(self, path="/"):
+        return "http://%s:%d%s" % (self.host, self.port, path)
+
+    def _write_conf(self):
+        conf = """
+worker_processes 1;
+worker_shutdown_timeout 30s;
+error_log %(dir)s/error.log warn;
+pid %(dir)s/nginx.pid;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path %(dir)s/tmp/body;
+    proxy_temp_path %(dir)s/tmp/proxy;
+    fastcgi_temp_path %(dir)s/tmp/fastcgi;
+    uwsgi_temp_path %(dir)s/tmp/uwsgi;
+    scgi_temp_path %(dir)s/tmp/scgi;
+    upstream %(name)s {
+        include bosun/upstream-%(name)s.conf;
+    }
+    server {
+        listen %(host)s:%(port)d;
+        location / { proxy_pass http://%(name)s; proxy_read_timeout 60s; }
+    }
+}
+""" % dict(dir=self.dir, name=self.name, host=self.host, port=self.port)
+        with open(self.conf, "w", encoding="utf-8") as f:
+            f.write(conf)
+
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="bosun-nginx-lb-")
+        os.chmod(self.dir, 0o755)
+        os.mkdir(os.path.join(self.dir, "tmp"))
+        os.mkdir(os.path.join(self.dir, "bosun"))
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        with open(self.membership, "w", encoding="utf-8") as f:
+            f.write(membership_file(self.name, self.servers))
+        last = ""
+        for _attempt in range(5):
+            self.port = free_port()
+            self._write_conf()
+            self.proc = subprocess.Popen(
+                [
+                    "nginx",
+                    "-p",
+                    self.dir,
+                    "-c",
+                    self.conf,
+                    "-e",
+                    os.path.join(self.dir, "error.log"),
+                    "-g",
+                    "daemon off;",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            if self._wait_ready(20):
+                return self
+            last = self._stop_and_log()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        raise ServerError("nginx did not start: %s" % last)
+
+    def _wait_ready(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    _stop_and_log = NginxServer._stop_and_log
+
+    def __exit__(self, *exc):
+        try:
+            self._stop_and_log()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)

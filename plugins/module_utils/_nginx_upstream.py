@@ -1,0 +1,212 @@
+# Copyright: bosun.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Membership files of nginx upstreams written by bosun.platform.nginx, and their drain.
+
+The file (the role's template upstream.conf.j2) is a few comment lines, a state line
+
+    # bosun-upstream-state: {"down": [...], "name": "app", "servers": [...]}
+
+and one ``server`` line per member. Everything here that decides (parse, plan, render,
+the ss filter and its parsing) is pure; the side effects (configuration test, write,
+reload, wait) take a ``run`` callable (argv -> (rc, stdout, stderr)) so that they can be
+tested without Ansible.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+
+from ansible_collections.bosun.platform.plugins.module_utils import _io
+
+STATE_PREFIX = "# bosun-upstream-state: "
+
+
+class UpstreamError(Exception):
+    """A refusal or failure, with a message that names the file or upstream and the cause."""
+
+
+def relpath_for(name):
+    """Path of the membership file of upstream ``name``, relative to the configuration directory."""
+    return "bosun/upstream-%s.conf" % name
+
+
+def parse(text, path="membership file"):
+    """Split the file into (header lines before the state line, state dict)."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith(STATE_PREFIX):
+            try:
+                state = json.loads(line[len(STATE_PREFIX) :])
+            except ValueError as exc:
+                raise UpstreamError("nginx: the state line of %s is not valid JSON (%s)" % (path, exc)) from None
+            if not isinstance(state, dict) or not isinstance(state.get("servers"), list):
+                raise UpstreamError("nginx: the state line of %s has no list of servers" % path)
+            state.setdefault("down", [])
+            return lines[:index], state
+    raise UpstreamError(
+        "nginx: %s has no line starting with %r: it was not written by the bosun.platform.nginx role"
+        % (path, STATE_PREFIX.strip())
+    )
+
+
+def _server_line(server, down):
+    address = server["address"]
+    line = "server %s:%s" % ("[%s]" % address if ":" in address else address, server["port"])
+    if int(server.get("weight", 1)) != 1:
+        line += " weight=%s" % server["weight"]
+    line += " max_fails=%s fail_timeout=%s" % (server["max_fails"], server["fail_timeout"])
+    if server.get("backup", False):
+        line += " backup"
+    drained = server["name"] in down
+    if drained:
+        line += " down"
+    line += ";  # %s%s" % (server["name"], " (drained)" if drained else "")
+    return line
+
+
+def render(header, state):
+    """The file's text, exactly as the role's template renders it (header lines kept as they are)."""
+    lines = list(header)
+    lines.append(STATE_PREFIX + json.dumps(state, sort_keys=True))
+    down = state.get("down", [])
+    lines.extend(_server_line(server, down) for server in state["servers"])
+    return "\n".join(lines) + "\n"
+
+
+def plan(state, hosts, wanted, allow_all_down=False):
+    """The new state for marking ``hosts`` ``wanted`` (down/up); refuses unknown names and emptying.
+
+    Returns (new_state, result) where result holds down, up and the members drained.
+    """
+    names = [server["name"] for server in state["servers"]]
+    unknown = [host for host in hosts if host not in names]
+    current_down = set(state.get("down", []))
+    if wanted == "down":
+        new_down = sorted(current_down | set(hosts))
+    else:
+        new_down = sorted(current_down - set(hosts))
+    remaining = [server["name"] for server in state["servers"] if not server.get("backup", False)]
+    remaining = [name for name in remaining if name not in new_down]
+    problems = []
+    if unknown:
+        problems.append("unknown: %s." % ", ".join(unknown))
+    if not allow_all_down and not remaining:
+        problems.append(
+            "marking %s down would leave no member up (set nginx_upstream_allow_all_down: true to do it anyway)."
+            % ", ".join(hosts)
+        )
+    if problems:
+        raise UpstreamError(
+            'nginx: upstream "%s" has the members %s; %s' % (state.get("name", "?"), names, " ".join(problems))
+        )
+    new_state = dict(state)
+    new_state["down"] = new_down
+    return new_state, {
+        "down": new_down,
+        "up": [name for name in names if name not in new_down],
+        "drained": [server for server in state["servers"] if server["name"] in hosts] if wanted == "down" else [],
+    }
+
+
+def resolve(address, port):
+    """Every IP address of ``address`` (like ``getent ahosts``), formatted as ss prints peers."""
+    try:
+        infos = socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UpstreamError("nginx: cannot resolve the member address %s (%s)" % (address, exc)) from None
+    ips = []
+    for info in infos:
+        ip = info[4][0]
+        if ip not in ips:
+            ips.append(ip)
+    return ips
+
+
+def peer(ip, port):
+    return "%s:%s" % ("[%s]" % ip if ":" in ip else ip, port)
+
+
+def ss_filter(members):
+    """ss filter tokens for established connections to ``members`` ([(name, [ips], port)])."""
+    tokens = []
+    for _name, ips, port in members:
+        for ip in ips:
+            if tokens:
+                tokens.append("or")
+            tokens.extend(["(", "dst", "[%s]" % ip if ":" in ip else ip, "dport", "=", ":%s" % port, ")"])
+    return tokens
+
+
+def count_connections(ss_output, members):
+    """Connections per member name in ``ss -H -t -n state established`` output (peer is column 4)."""
+    counts = dict((name, 0) for name, _ips, _port in members)
+    for line in ss_output.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        for name, ips, port in members:
+            if fields[3] in [peer(ip, port) for ip in ips]:
+                counts[name] += 1
+    return counts
+
+
+def test_config(run, nginx, conf_dir, main_conf, relpath, content):
+    """Test the whole configuration as it would be with ``content`` at ``relpath``; (ok, message).
+
+    The configuration directory is copied to a private temporary directory, the candidate
+    put in place there, and ``nginx -t`` reads the copy (includes are relative to it), so
+    the live files are never touched.
+    """
+    work = tempfile.mkdtemp(prefix="bosun-nginx-upstream.")
+    try:
+        copy = os.path.join(work, "conf")
+        shutil.copytree(conf_dir, copy, symlinks=True)
+        candidate = os.path.join(copy, relpath)
+        if not os.path.isdir(os.path.dirname(candidate)):
+            os.makedirs(os.path.dirname(candidate))
+        with open(candidate, "w") as f:
+            f.write(content)
+        rc, out, err = run([nginx, "-t", "-q", "-c", os.path.join(copy, main_conf)])
+        message = (err or out or "").strip().replace(copy, conf_dir)
+        return rc == 0, message
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write(path, content):
+    """Atomically replace ``path``, keeping its mode and owner."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    _io.atomic_write(path, content, mode=(st.st_mode & 0o7777) if st else 0o644)
+    if st is not None and (os.stat(path).st_uid, os.stat(path).st_gid) != (st.st_uid, st.st_gid):
+        os.chown(path, st.st_uid, st.st_gid)
+
+
+def wait_drained(run, ss, members, timeout, sleep=time.sleep, clock=time.monotonic):
+    """Wait up to ``timeout`` s until ss lists no established connection to ``members``.
+
+    Returns (counts per member at the end, seconds waited, drained).
+    """
+    start = clock()
+    counts = dict((name, 0) for name, _ips, _port in members)
+    if not members:
+        return counts, 0.0, True
+    argv = [ss, "-H", "-t", "-n", "state", "established"] + ss_filter(members)
+    while True:
+        rc, out, err = run(argv)
+        if rc != 0:
+            raise UpstreamError("nginx: %s failed (rc %s): %s" % (" ".join(argv), rc, (err or out).strip()))
+        counts = count_connections(out, members)
+        waited = clock() - start
+        if not out.strip() or waited >= timeout:
+            return counts, waited, not out.strip()
+        sleep(min(1.0, max(0.0, timeout - waited)))

@@ -1,0 +1,307 @@
+#!/usr/bin/python
+# Copyright: bosun.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: app_release
+short_description: Install, switch to, prune and list the releases of an app on a host
+version_added: 0.1.0
+description:
+  - Manages the release layout of the C(bosun.platform.app) role under O(root) -
+    C(releases/<id>/), C(shared/), C(venvs/), C(artifacts/) and the C(current) and C(previous) symlinks.
+  - V(installed) installs release O(release) from a tarball already on the host (O(artifact)). The
+    release directory carries an unfinished marker (C(.bosun-unfinished)) from the start; the tarball is
+    unpacked (members that would land outside the release, absolute names, C(..), links pointing
+    outside and device files are refused; O(strip_components) leading components removed; files owned
+    by root and group O(group)); the release's own copies of O(shared_paths) are replaced by links
+    into C(shared/); the virtualenv of its requirements file is built or reused; O(build_command)
+    runs; then the record C(.bosun-release.json) is written and the marker removed. A finished release
+    is left alone; an unfinished one (an interrupted install) is removed and installed again.
+  - V(installed) with O(prepare_only=true) only creates the empty release directory with its marker
+    (for a tarball still to be fetched) and leaves a finished release alone.
+  - V(current) points C(previous) at the release C(current) pointed to, then replaces C(current) by a
+    temporary symlink renamed over it (a reader sees the old or the new release, never none). A release
+    that is missing or unfinished is refused. With O(prune=true) it prunes in the same call, after
+    the switch.
+  - V(pruned) keeps the O(keep) newest finished releases plus C(current), C(previous) and O(release);
+    removes unfinished releases whose marker is older than O(unfinished_max_age) (a younger one may be an
+    install running now), with their tarballs in C(artifacts/). Directories without a marker are never touched.
+  - V(query) changes nothing and returns the releases.
+author: bosun.platform maintainers (@bosun-platform)
+options:
+  state:
+    description: What to do (see the description).
+    type: str
+    choices: [installed, current, pruned, query]
+    default: installed
+  root:
+    description:
+      - Root of the app, holding C(releases/), C(shared/), C(venvs/), C(artifacts/), C(current) and C(previous).
+    type: path
+    required: true
+  release:
+    description:
+      - Release id (letters, digits, C(._+-), at most 128). Required with V(installed) and V(current);
+        with V(pruned) it is kept whatever its age.
+    type: str
+    default: ""
+  group:
+    description: Group owning the release's files (V(installed)).
+    type: str
+    default: root
+  artifact:
+    description: Release tarball on the host (V(installed)); gzip, bzip2, xz or plain tar.
+    type: path
+  strip_components:
+    description: Leading path components removed from the tarball's members.
+    type: int
+    default: 0
+  remove_artifact:
+    description: Remove O(artifact) once the release is installed.
+    type: bool
+    default: false
+  prepare_only:
+    description: With V(installed), only create the release directory with its unfinished marker.
+    type: bool
+    default: false
+  shared_paths:
+    description: Paths in the release replaced by links to the same paths under C(shared/).
+    type: list
+    elements: str
+    default: [.env]
+  python_requirements:
+    description:
+      - Requirements file in the release. When it exists the release gets the virtualenv
+        C(venvs/<python>-<first 16 hex of its sha256>), linked as C(.venv), built with O(python) and pip
+        unless a complete one (its C(.bosun-complete) marker) exists. Empty for apps that are not Python.
+    type: str
+    default: requirements.txt
+  python_wheelhouse:
+    description: Directory of wheels in the release; when it exists pip installs from it only (C(--no-index)).
+    type: str
+    default: wheels
+  pip_extra_args:
+    description: More arguments for C(pip install).
+    type: list
+    elements: str
+    default: []
+  python:
+    description: Python that creates the virtualenvs; its symlink target (e.g. C(python3.11)) names them.
+    type: path
+    default: /usr/bin/python3
+  build_command:
+    description: argv run as the module's user in the release directory before the release is recorded.
+    type: list
+    elements: str
+    default: []
+  record:
+    description:
+      - More fields for the release's record (e.g. C(source), C(artifact)).
+      - C(release), C(virtualenv) and C(installed) are set by the module.
+    type: dict
+    default: {}
+  prune:
+    description: With V(current), prune after the switch as V(pruned) does.
+    type: bool
+    default: false
+  keep:
+    description: Finished releases kept, newest first (by the time of their record).
+    type: int
+    default: 5
+  unfinished_max_age:
+    description: Seconds after which an unfinished release counts as a failed install and is removed.
+    type: int
+    default: 3600
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Reports exactly what a real run would change and changes nothing. A release that is not installed
+        is reported as installed by V(installed) and as switched to by V(current) (in a check run its install
+        has not happened).
+notes:
+  - Runs as root (the release belongs to root and O(group)); build and pip commands run as root too.
+  - Commands are run by argv, never through a shell; their output is returned only in error messages.
+"""
+
+EXAMPLES = r"""
+- name: Install release 2024.06.1 from a tarball copied to the host
+  bosun.platform.app_release:
+    root: /srv/shop
+    release: "2024.06.1"
+    artifact: /srv/shop/artifacts/2024.06.1.tar.gz
+    group: shop
+    shared_paths: [.env, logs, uploads]
+    record: {source: file, artifact: shop-2024.06.1.tar.gz}
+
+- name: Make it current and prune, keeping 5 releases
+  bosun.platform.app_release:
+    state: current
+    root: /srv/shop
+    release: "2024.06.1"
+    prune: true
+    keep: 5
+  register: switched
+
+- name: Read the releases
+  bosun.platform.app_release:
+    state: query
+    root: /srv/shop
+  register: releases
+"""
+
+RETURN = r"""
+id:
+  description: The release id (V(installed)).
+  returned: state=installed
+  type: str
+  sample: "2024.06.1"
+path:
+  description: The release directory (V(installed), V(current)).
+  returned: state in (installed, current)
+  type: str
+  sample: /srv/shop/releases/2024.06.1
+installed:
+  description: True when this call installed the release (or would, in check mode); false when it was already finished.
+  returned: state=installed
+  type: bool
+virtualenv:
+  description: The release's virtualenv, empty when it has none (V(installed)).
+  returned: state=installed
+  type: str
+  sample: /srv/shop/venvs/python3.11-0123456789abcdef
+release:
+  description: The release switched to (V(current)).
+  returned: state=current
+  type: str
+switched:
+  description: Whether C(current) changed (V(current)); C(changed) is also true when O(prune) removed releases.
+  returned: state=current
+  type: bool
+previous_link:
+  description: The release the C(previous) symlink points to after the switch (V(current) with O(prune)).
+  returned: state=current and prune=true
+  type: str
+previous:
+  description:
+    - With V(current), the release that was current before (when it changed), else the release C(previous) points to.
+    - With V(query) and V(pruned), the release the C(previous) symlink points to.
+  returned: state in (current, query, pruned)
+  type: str
+  sample: "2024.05.3"
+current:
+  description: The release the C(current) symlink points to, empty when there is none.
+  returned: state in (query, pruned), or current with prune
+  type: str
+root:
+  description: The app's root.
+  returned: state in (query, pruned), or current with prune
+  type: str
+releases:
+  description: Finished release ids, newest first (after pruning).
+  returned: state in (query, pruned), or current with prune
+  type: list
+  elements: str
+unfinished:
+  description: Release ids carrying the unfinished marker (after pruning).
+  returned: state in (query, pruned), or current with prune
+  type: list
+  elements: str
+other:
+  description: Directories in C(releases/) without any marker (not made by the role or this module).
+  returned: state in (query, pruned), or current with prune
+  type: list
+  elements: str
+pruned:
+  description: Release ids removed (or that would be, in check mode).
+  returned: state=pruned, or current with prune
+  type: list
+  elements: str
+"""
+
+import grp
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.bosun.platform.plugins.module_utils import _app_release as ar
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", default="installed", choices=["installed", "current", "pruned", "query"]),
+            root=dict(type="path", required=True),
+            release=dict(type="str", default=""),
+            group=dict(type="str", default="root"),
+            artifact=dict(type="path"),
+            strip_components=dict(type="int", default=0),
+            remove_artifact=dict(type="bool", default=False),
+            prepare_only=dict(type="bool", default=False),
+            shared_paths=dict(type="list", elements="str", default=[".env"]),
+            python_requirements=dict(type="str", default="requirements.txt"),
+            python_wheelhouse=dict(type="str", default="wheels"),
+            pip_extra_args=dict(type="list", elements="str", default=[]),
+            python=dict(type="path", default="/usr/bin/python3"),
+            build_command=dict(type="list", elements="str", default=[]),
+            record=dict(type="dict", default={}),
+            prune=dict(type="bool", default=False),
+            keep=dict(type="int", default=5),
+            unfinished_max_age=dict(type="int", default=3600),
+        ),
+        required_if=[("state", "installed", ["release"]), ("state", "current", ["release"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    layout = ar.Layout(p["root"])
+
+    def run(argv, cwd):
+        return module.run_command(argv, cwd=cwd)
+
+    host = ar.Host(module.check_mode, run)
+    try:
+        if p["state"] == "query":
+            module.exit_json(changed=False, **ar.public_state(ar.query(layout)))
+        if p["state"] == "pruned":
+            state = ar.prune(host, layout, p["keep"], p["unfinished_max_age"], protect=[p["release"]])
+            module.exit_json(changed=bool(state["pruned"]), **state)
+        if p["state"] == "current":
+            result = ar.switch(host, layout, p["release"])
+            public = dict((k, v) for k, v in result.items() if not k.startswith("_"))
+            public["switched"] = result["changed"]
+            if p["prune"]:
+                state = ar.prune(
+                    host,
+                    layout,
+                    p["keep"],
+                    p["unfinished_max_age"],
+                    protect=[p["release"]],
+                    current=result["_current"],
+                    previous=result["_previous_after"],
+                )
+                public.update(
+                    (key, state[key]) for key in ("root", "current", "releases", "unfinished", "other", "pruned")
+                )
+                public["previous_link"] = state["previous"]
+                public["changed"] = result["changed"] or bool(state["pruned"])
+            module.exit_json(**public)
+        try:
+            gid = grp.getgrnam(p["group"]).gr_gid
+        except KeyError:
+            if not module.check_mode:
+                module.fail_json(msg="app: release %s: the group %s does not exist" % (p["release"], p["group"]))
+            gid = 0
+        result = ar.install(host, layout, p["release"], p, gid)
+        module.exit_json(**result)
+    except ar.ReleaseError as exc:
+        module.fail_json(msg=str(exc))
+    except (IOError, OSError) as exc:
+        module.fail_json(
+            msg="app: %s of release %s under %s failed: %s" % (p["state"], p["release"] or "-", p["root"], exc)
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+#!/usr/bin/python
+# Copyright: bosun.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: nginx_upstream
+short_description: Mark members of an nginx upstream down (drain) or up on a load balancer
+version_added: 0.1.0
+description:
+  - Works on the membership file that the C(bosun.platform.nginx) role writes for an upstream,
+    C(<conf_dir>/bosun/upstream-<name>.conf), and reads the members and the current drain state
+    from its C(# bosun-upstream-state:) line, so it needs no inventory variables of the load balancer
+    (it works delegated from an app host).
+  - Refuses member names the upstream does not have, and marking every non-backup member down
+    unless O(allow_all_down=true).
+  - The new file is rendered in the role's format (a later role run with the same drain state
+    reports no change). It goes live only after the whole configuration tested clean with it
+    (C(nginx -t) on a private copy of O(conf_dir)); then it replaces the live file atomically
+    and nginx is reloaded. When the test fails the live file is kept.
+  - With O(state=down) and O(wait=true) it then waits until this host holds no established TCP
+    connection to the drained members' addresses and ports (read with C(ss)), at most
+    O(drain_timeout) seconds.
+author: bosun.platform maintainers (@bosun-platform)
+options:
+  name:
+    description: Upstream name (letters, digits, C(_)); names its membership file.
+    type: str
+    default: app
+  hosts:
+    description: Member names to mark. Empty changes nothing.
+    type: list
+    elements: str
+    default: []
+  state:
+    description: V(down) takes the members out (and waits for their connections to close); V(up) puts them back.
+    type: str
+    choices: [down, up]
+    default: down
+  conf_dir:
+    description: nginx's configuration directory; the membership file and O(main_conf) are relative to it.
+    type: path
+    default: /etc/nginx
+  main_conf:
+    description: Main configuration file, relative to O(conf_dir), that C(nginx -t) reads.
+    type: str
+    default: nginx.conf
+  nginx_binary:
+    description: nginx executable (looked up in C(PATH) when not absolute).
+    type: str
+    default: nginx
+  reload:
+    description:
+      - How nginx is told to read the new membership when the file changed.
+      - V(systemd) runs C(systemctl reload) of O(service); V(signal) runs C(nginx -c <main_conf> -s reload);
+        V(none) does not reload.
+    type: str
+    choices: [systemd, signal, none]
+    default: systemd
+  service:
+    description: systemd unit of nginx (O(reload=systemd)).
+    type: str
+    default: nginx
+  wait:
+    description: With O(state=down), wait for the drained members' connections to close.
+    type: bool
+    default: true
+  drain_timeout:
+    description: Seconds to wait, in all, for the drained members' connections to close.
+    type: int
+    default: 60
+  fail_on_timeout:
+    description: Fail when connections remain after O(drain_timeout) (the members stay marked down either way).
+    type: bool
+    default: true
+  allow_all_down:
+    description: Allow marking every non-backup member down (nginx then answers 502).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Reports exactly whether the file would change (and refuses what a real run refuses, including a
+        configuration that fails C(nginx -t)); writes nothing, does not reload and does not wait.
+notes:
+  - The connections counted are every established TCP connection of this host to the members'
+    addresses and ports; on a load balancer those are nginx's.
+  - C(ss) (iproute2) must be installed.
+"""
+
+EXAMPLES = r"""
+- name: Take app2 out of the upstream and wait for its requests in flight
+  bosun.platform.nginx_upstream:
+    name: app
+    hosts: [app2]
+    state: down
+    drain_timeout: 60
+  delegate_to: lb1
+
+- name: Put it back
+  bosun.platform.nginx_upstream:
+    name: app
+    hosts: [app2]
+    state: up
+  delegate_to: lb1
+
+- name: An nginx not run by systemd (reloaded by signal), drained without failing on a timeout
+  bosun.platform.nginx_upstream:
+    name: app
+    hosts: [app1]
+    conf_dir: /opt/nginx/conf
+    reload: signal
+    fail_on_timeout: false
+"""
+
+RETURN = r"""
+upstream:
+  description: The upstream's name.
+  returned: always
+  type: str
+  sample: app
+state:
+  description: The state asked for.
+  returned: always
+  type: str
+  sample: down
+hosts:
+  description: The members asked for.
+  returned: always
+  type: list
+  elements: str
+  sample: [app2]
+path:
+  description: The membership file.
+  returned: always
+  type: str
+  sample: /etc/nginx/bosun/upstream-app.conf
+down:
+  description: Every member marked down after the call.
+  returned: always
+  type: list
+  elements: str
+  sample: [app2]
+up:
+  description: Every member not marked down after the call, in the file's order.
+  returned: always
+  type: list
+  elements: str
+  sample: [app1]
+remaining_connections:
+  description:
+    - Per drained member, the established connections still open when the wait ended.
+    - Empty when nothing was waited for.
+  returned: always
+  type: dict
+  sample: {"app2": 0}
+drained:
+  description: False when connections to the drained members remained after O(drain_timeout).
+  returned: always
+  type: bool
+  sample: true
+reloaded:
+  description: Whether nginx was reloaded.
+  returned: always
+  type: bool
+waited:
+  description: Seconds spent waiting for the connections to close.
+  returned: always
+  type: float
+  sample: 2.04
+delta:
+  description: The same time as C(H:MM:SS.ffffff), like the command module's.
+  returned: always
+  type: str
+  sample: "0:00:02.040000"
+"""
+
+import datetime
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.bosun.platform.plugins.module_utils import _nginx_upstream as nu
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", default="app"),
+            hosts=dict(type="list", elements="str", default=[]),
+            state=dict(type="str", default="down", choices=["down", "up"]),
+            conf_dir=dict(type="path", default="/etc/nginx"),
+            main_conf=dict(type="str", default="nginx.conf"),
+            nginx_binary=dict(type="str", default="nginx"),
+            reload=dict(type="str", default="systemd", choices=["systemd", "signal", "none"]),
+            service=dict(type="str", default="nginx"),
+            wait=dict(type="bool", default=True),
+            drain_timeout=dict(type="int", default=60),
+            fail_on_timeout=dict(type="bool", default=True),
+            allow_all_down=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not re.match(r"^[A-Za-z0-9_]+$", p["name"]):
+        module.fail_json(msg='nginx: upstream name "%s" may only have letters, digits and _' % p["name"])
+    relpath = nu.relpath_for(p["name"])
+    path = os.path.join(p["conf_dir"], relpath)
+    result = dict(
+        upstream=p["name"],
+        state=p["state"],
+        hosts=p["hosts"],
+        path=path,
+        changed=False,
+        reloaded=False,
+        remaining_connections={},
+        drained=True,
+        waited=0.0,
+        delta=str(datetime.timedelta(0)),
+    )
+
+    def run(argv):
+        return module.run_command(argv)
+
+    try:
+        try:
+            with open(path) as f:
+                old = f.read()
+        except (IOError, OSError) as exc:
+            raise nu.UpstreamError(
+                "nginx: %s is missing on this load balancer (%s): run the bosun.platform.nginx role on it "
+                "first, and check the upstream name (%s)." % (path, exc.strerror or exc, p["name"])
+            ) from None
+        header, current = nu.parse(old, path)
+        new_state, summary = nu.plan(current, p["hosts"], p["state"], p["allow_all_down"])
+        result.update(down=summary["down"], up=summary["up"])
+        new = nu.render(header, new_state)
+        result["changed"] = new != old
+        if result["changed"]:
+            nginx = p["nginx_binary"]
+            if not os.path.isabs(nginx):
+                nginx = module.get_bin_path(nginx, required=True)
+            ok, message = nu.test_config(run, nginx, p["conf_dir"], p["main_conf"], relpath, new)
+            if not ok:
+                raise nu.UpstreamError(
+                    "nginx: the configuration test failed with the new %s (kept as it was): %s" % (path, message)
+                )
+            if not module.check_mode:
+                nu.write(path, new)
+                if p["reload"] == "systemd":
+                    argv = [module.get_bin_path("systemctl", required=True), "reload", p["service"]]
+                elif p["reload"] == "signal":
+                    argv = [nginx, "-c", os.path.join(p["conf_dir"], p["main_conf"]), "-s", "reload"]
+                else:
+                    argv = None
+                if argv:
+                    rc, out, err = module.run_command(argv)
+                    if rc != 0:
+                        raise nu.UpstreamError(
+                            "nginx: %s is written but the reload failed (%s, rc %s): %s"
+                            % (path, " ".join(argv), rc, (err or out).strip())
+                        )
+                    result["reloaded"] = True
+        if p["state"] == "down" and p["wait"] and not module.check_mode:
+            members = [(s["name"], nu.resolve(s["address"], s["port"]), s["port"]) for s in summary["drained"]]
+            ss = module.get_bin_path("ss", required=True)
+            counts, waited, drained = nu.wait_drained(run, ss, members, p["drain_timeout"])
+            result.update(
+                remaining_connections=counts,
+                drained=drained,
+                waited=round(waited, 3),
+                delta=str(datetime.timedelta(seconds=waited)),
+            )
+    except nu.UpstreamError as exc:
+        module.fail_json(msg=str(exc), **result)
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="nginx: upstream %s (%s): %s" % (p["name"], path, exc), **result)
+    if not result["drained"] and p["fail_on_timeout"]:
+        busy = ", ".join(name for name, count in sorted(result["remaining_connections"].items()) if count)
+        module.fail_json(
+            msg="nginx: after %s s this load balancer still holds established connections to %s (%s); they are "
+            "marked down and get no new requests. Raise drain_timeout, or set fail_on_timeout: false to go on anyway."
+            % (p["drain_timeout"], busy, result["remaining_connections"]),
+            **result,
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
