@@ -168,11 +168,24 @@ def test_05_deploy_refused_while_the_lock_is_held(host):
         host.ansible("bosun.platform.platform_lock", "state=released token=%s" % taken["token"], check=False)
 
 
+@pytest.mark.parametrize("job", ["backup", "restore_drill", "vacuum", "db_report", "cache", "host", "certs"])
+def test_06_maintenance_job_runs_on_the_platform(host, job):
+    results = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ""), "maintenance")
+    argv = ["ansible-playbook", "--inventory", INVENTORY, os.path.join(PROJECT, "playbooks", "maintenance.yml")]
+    argv += ["--tags", job, "--extra-vars", json.dumps({"bosun_maintenance_result_dir": results})]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    with open(os.path.join(results, job + ".json"), encoding="utf-8") as handle:
+        result = json.load(handle)
+    assert result["status"] == "ok", result
+    assert result["hosts"], result
+
+
 def _current_release(name):
     return os.path.basename(_docker_exec(name, "readlink", "/srv/example/current").strip())
 
 
-def test_06_host_lost_mid_deploy_stops_the_play_and_is_named(host):
+def test_07_host_lost_mid_deploy_stops_the_play_and_is_named(host):
     argv = ["ansible-playbook", "--inventory", INVENTORY, os.path.join(PROJECT, "playbooks", "deploy.yml")]
     argv += ["--extra-vars", json.dumps({"release": "2.0.0"})]
     deploy = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
