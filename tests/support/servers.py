@@ -196,9 +196,12 @@ class PostgresServer:
     app_user = "app"
     app_db = "app"
 
-    def __init__(self, ca, settings=None):
+    def __init__(self, ca, settings=None, replication=False):
         self.ca = ca
         self.settings = dict(settings or {})
+        # replication=True also lets the superuser open replication connections
+        # (pg_basebackup) over the socket and loopback, with its password.
+        self.replication = replication
         self.password = PG_PASSWORD
         self.app_password = PG_APP_PASSWORD
         self.host = "127.0.0.1"
@@ -304,6 +307,12 @@ class PostgresServer:
                     "hostssl all all 127.0.0.1/32 scram-sha-256\n"
                     "host all all 127.0.0.1/32 scram-sha-256\n"
                 )
+                if self.replication:
+                    f.write(
+                        "local replication %s scram-sha-256\n"
+                        "hostssl replication %s 127.0.0.1/32 scram-sha-256\n"
+                        "host replication %s 127.0.0.1/32 scram-sha-256\n" % (self.user, self.user, self.user)
+                    )
             try:
                 _run(
                     [

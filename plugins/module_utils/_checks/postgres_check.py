@@ -3,8 +3,9 @@
 """postgres: a real login and ``SELECT 1``, then what an operator asks of a database server.
 
 Connections used of max_connections (the check's value), whether it is a replica and its
-replay lag, WAL archiving (failing, age of the last archived segment) and the age of the
-oldest open transaction. Connection options are the collection's shared ones (_postgres).
+replay lag, WAL archiving (failing, age of the last archived segment), the size of pg_wal
+(it grows when archiving fails, until the disk is full) and the age of the oldest open
+transaction. Connection options are the collection's shared ones (_postgres).
 Use a role with ``pg_monitor`` so the other sessions' transaction start times are visible.
 """
 
@@ -31,6 +32,7 @@ METRICS = dict(
     archive_age=Threshold(900, 3600, unit="s"),
     replication_lag=Threshold(30, 300, unit="s"),
     oldest_transaction=Threshold(600, 3600, unit="s"),
+    wal_size=Threshold(2048, 4096, unit="MB"),
 )
 
 SQL = """
@@ -54,9 +56,13 @@ SELECT
   END AS replication_lag,
   (SELECT EXTRACT(EPOCH FROM max(now() - xact_start))::float8 FROM pg_stat_activity
     WHERE xact_start IS NOT NULL AND backend_type = 'client backend'
-      AND pid <> pg_backend_pid()) AS oldest_transaction
+      AND pid <> pg_backend_pid()) AS oldest_transaction,
+  has_function_privilege('pg_ls_waldir()', 'EXECUTE') AS can_list_wal
 FROM pg_stat_archiver a
 """
+
+# pg_ls_waldir() needs superuser or pg_monitor; asked only when the role may call it.
+WAL_SQL = "SELECT coalesce(sum(size), 0)::bigint AS wal_bytes, count(*) AS wal_files FROM pg_ls_waldir()"
 
 
 def target(options):
@@ -96,6 +102,8 @@ def run(probe, options):
         with conn.cursor() as cur:
             cur.execute("SET statement_timeout = %s", (int(probe.remaining() * 1000),))
         row = _postgres.query(conn, SQL)[0]
+        if row.get("can_list_wal"):
+            row.update(_postgres.query(conn, WAL_SQL)[0])
     except _postgres.psycopg2.Error as exc:
         text = redact(str(exc).strip(), secrets(options))
         probe.fail("%s: query failed: %s" % (where, text.splitlines()[0] if text else type(exc).__name__))
@@ -155,6 +163,18 @@ def measure(probe, row):
             notes.append("last WAL archived %s ago" % fmt_duration(age))
     else:
         notes.append("WAL archiving off")
+
+    if row.get("wal_bytes") is not None:
+        size_mb = round(int(row["wal_bytes"]) / 1048576.0, 1)
+        probe.metric(
+            "wal_size",
+            size_mb,
+            "pg_wal %s MB in %d files" % (fmt_num(size_mb, 0), int(row.get("wal_files") or 0)),
+            headline=False,
+        )
+        notes.append("pg_wal %s MB" % fmt_num(size_mb, 0))
+    elif row.get("can_list_wal") is False:
+        probe.metric("wal_size", None, "pg_wal size not readable (grant pg_monitor)", headline=False)
 
     oldest = row.get("oldest_transaction")
     if oldest is not None:

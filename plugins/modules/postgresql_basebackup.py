@@ -1,0 +1,288 @@
+#!/usr/bin/python
+# Copyright: bosun.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: postgresql_basebackup
+short_description: Verified, atomic PostgreSQL base backups, with retention of backups and archived WAL
+version_added: 0.1.0
+description:
+  - Takes a physical base backup of the whole cluster with C(pg_basebackup) (tar format,
+    compressed, WAL streamed into the backup, a backup manifest with SHA256 checksums) into
+    O(backup_dir) as C(<UTC timestamp>[-<label>].dir), with a manifest
+    C(<UTC timestamp>[-<label>].manifest.json) beside it (server version, timeline, start
+    and end LSN, the first WAL segment it needs, files with sizes and sha256, start, end,
+    duration, verified).
+  - The backup is written into a temporary directory beside its final name. With
+    O(verify=true) its tar files are extracted into a second temporary directory and
+    checked by C(pg_verifybackup) against the backup manifest (every file's checksum, and
+    the WAL from start to end parsed); only then is it renamed to its final name. A failed
+    or interrupted backup never leaves a directory that looks like a backup; temporary
+    directories of a crashed run are removed by the next run.
+  - With O(keep_last), the newest N verified base backups are kept (the newest verified one
+    is never deleted, and an unverified or corrupt one never counts), and, with
+    O(wal_archive_dir), archived WAL older than the first segment the oldest kept base
+    backup needs is deleted. WAL that a kept backup needs is never deleted; timeline
+    history files are always kept.
+  - Recovery from these backups and the WAL archive is done by the C(bosun-wal recover)
+    tool the C(bosun.platform.postgresql) role installs, and by the playbooks
+    C(bosun.platform.restore_pitr) and C(bosun.platform.pitr_drill).
+author:
+  - bosun.platform maintainers (@bosun-platform)
+extends_documentation_fragment:
+  - bosun.platform.postgres
+options:
+  backup_dir:
+    description:
+      - Directory of the base backups. Created (mode 0700) when missing.
+      - Must not be a directory that M(bosun.platform.postgresql_dump) applies retention to.
+    type: path
+    required: true
+  wal_archive_dir:
+    description:
+      - The WAL archive (the C(--archive) directory of C(bosun-wal push)). Needed for the
+        retention of archived WAL and for the archive metrics; without it no WAL is deleted.
+    type: path
+  backup:
+    description: Set to V(false) to apply retention (and remove stale temp directories) only.
+    type: bool
+    default: true
+  compression:
+    description:
+      - V(auto) is V(zstd). C(pg_basebackup) 15 compresses C(base.tar) with every method; the
+        streamed WAL (C(pg_wal.tar)) is compressed only with V(gzip) and only on the client.
+    type: str
+    default: auto
+    choices: [auto, zstd, lz4, gzip, none]
+  compression_level:
+    description: Compression level; default 1 (V(zstd) 1-22, V(lz4) 1-12, V(gzip) 1-9).
+    type: int
+  compression_location:
+    description:
+      - V(client) compresses in C(pg_basebackup); V(server) lets the server compress before
+        sending (less traffic when the backup is taken over the network).
+    type: str
+    default: client
+    choices: [client, server]
+  checkpoint:
+    description: V(fast) starts at once with an immediate checkpoint; V(spread) waits for a spread one.
+    type: str
+    default: fast
+    choices: [fast, spread]
+  verify:
+    description:
+      - Extract the backup beside it and run C(pg_verifybackup) before it is published.
+        Needs free space for the uncompressed cluster for the time of the check.
+    type: bool
+    default: true
+  keep_last:
+    description:
+      - Keep the newest N verified base backups (at least 1) and the archived WAL they
+        need. Without it, nothing is deleted.
+    type: int
+  retention_checksums:
+    description: Read the sha256 of each file of the base backups retention counts as verified copies.
+    type: bool
+    default: true
+  label:
+    description: Added to the backup's name and manifest; 1-64 letters, digits, C(_) or C(-).
+    type: str
+  space_reserve_mb:
+    description: Free space, in MiB, that must remain on the backup filesystem after the estimated backup.
+    type: int
+    default: 64
+  lock_timeout:
+    description: Seconds to wait when another run holds the backup directory's lock; V(0) fails at once.
+    type: int
+    default: 0
+  metrics_dir:
+    description:
+      - Directory of the node_exporter textfile collector; C(bosun_basebackup.prom) is written
+        there atomically on success and on failure.
+    type: path
+  bin_dir:
+    description:
+      - Directory of C(pg_basebackup) and C(pg_verifybackup); by default E(PATH), then the
+        newest C(/usr/lib/postgresql/<version>/bin).
+    type: path
+notes:
+  - The login role needs the C(REPLICATION) attribute (or superuser) and a C(replication)
+    line in C(pg_hba.conf); the C(bosun.platform.postgresql) role adds
+    C(local replication postgres peer) when WAL archiving is enabled.
+  - Check mode connects, checks the server's settings, the clients and the free space, and
+    predicts the backup and the deletions a real run would make; it writes nothing. When
+    the new backup would be the oldest kept one, the WAL deletions are predicted up to the
+    server's current WAL segment (a real run starts at that segment or a later one).
+  - The password reaches C(pg_basebackup) in its environment, never on its command line.
+  - Tablespaces other than the default ones are not supported (the backup is refused).
+requirements:
+  - pg_basebackup and pg_verifybackup of the server's major version or newer
+  - zstd or lz4 programs to verify backups compressed with them
+seealso:
+  - module: bosun.platform.postgresql_dump
+attributes:
+  check_mode:
+    support: full
+    description: Predicts what a real run reports as changed.
+  diff_mode:
+    support: none
+    description: No diff is produced.
+"""
+
+EXAMPLES = r"""
+- name: Nightly base backup, keep 7 and the WAL they need
+  bosun.platform.postgresql_basebackup:
+    backup_dir: /var/backups/postgresql/_pitr/base
+    wal_archive_dir: /var/backups/postgresql/_pitr/wal
+    keep_last: 7
+    metrics_dir: /var/lib/prometheus/node-exporter
+    login_unix_socket: /var/run/postgresql
+  become: true
+  become_user: postgres
+
+- name: A labelled base backup before an upgrade, compressed by the server
+  bosun.platform.postgresql_basebackup:
+    backup_dir: /var/backups/postgresql/_pitr/base
+    label: pre-upgrade
+    compression_location: server
+    login_host: 10.0.0.5
+    login_user: backup
+    login_password: "{{ vault_backup_password }}"
+    ssl_mode: verify-full
+    ca_cert: /etc/ssl/certs/bosun-ca.pem
+"""
+
+RETURN = r"""
+backup:
+  description: The base backup written (in check mode, the one a real run would write); null with O(backup=false).
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: Directory of the backup.
+      type: str
+    manifest:
+      description: Path of its manifest.
+      type: str
+    size:
+      description: Bytes of its files.
+      type: int
+    sha256:
+      description: sha256 over its files' checksums.
+      type: str
+    start_lsn:
+      description: Where the backup starts in the WAL.
+      type: str
+    end_lsn:
+      description: Where it ends; the earliest point it can be recovered to.
+      type: str
+    start_wal:
+      description: The first WAL segment the backup needs.
+      type: str
+    timeline:
+      description: Timeline of the backup.
+      type: int
+    duration:
+      description: Seconds for backup and verification.
+      type: float
+    verified:
+      description: True once verified (null in check mode).
+      type: bool
+  sample:
+    path: /var/backups/postgresql/_pitr/base/20250101T020000Z.dir
+    manifest: /var/backups/postgresql/_pitr/base/20250101T020000Z.manifest.json
+    size: 52428800
+    start_lsn: 0/5000028
+    end_lsn: 0/5000138
+    start_wal: "000000010000000000000005"
+    timeline: 1
+    verified: true
+deleted:
+  description: Base backups deleted (or that check mode would delete) by retention.
+  returned: always
+  type: list
+  elements: str
+kept:
+  description: Base backups retention kept.
+  returned: always
+  type: list
+  elements: str
+corrupt:
+  description: Base backups that do not count as verified copies, with the reason.
+  returned: always
+  type: list
+  elements: dict
+wal_deleted:
+  description: Archived WAL files deleted (or that check mode would delete).
+  returned: always
+  type: list
+  elements: str
+wal_kept_from:
+  description: The first WAL file kept (the start of the oldest kept base backup); null when none was considered.
+  returned: always
+  type: str
+stale_temp_files:
+  description: Temporary directories of an interrupted earlier run that were (or would be) removed.
+  returned: always
+  type: list
+  elements: str
+metrics_files:
+  description: Textfile metrics written.
+  returned: always
+  type: list
+  elements: str
+commands:
+  description: Command lines run (no secret in them).
+  returned: always
+  type: list
+  elements: str
+compression:
+  description: Method, level and location of the compression.
+  returned: when a backup ran
+  type: dict
+server_version:
+  description: Version of the server.
+  returned: when a backup ran
+  type: str
+backup_dir:
+  description: Absolute path of the backup directory.
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.bosun.platform.plugins.module_utils._backup import basebackup, tools
+from ansible_collections.bosun.platform.plugins.module_utils._postgres import postgres_argument_spec
+
+
+def argument_spec():
+    return postgres_argument_spec(
+        backup_dir=dict(type="path", required=True),
+        wal_archive_dir=dict(type="path"),
+        backup=dict(type="bool", default=True),
+        compression=dict(type="str", default="auto", choices=basebackup.COMPRESSIONS),
+        compression_level=dict(type="int"),
+        compression_location=dict(type="str", default="client", choices=basebackup.LOCATIONS),
+        checkpoint=dict(type="str", default="fast", choices=["fast", "spread"]),
+        verify=dict(type="bool", default=True),
+        keep_last=dict(type="int"),
+        retention_checksums=dict(type="bool", default=True),
+        label=dict(type="str"),
+        space_reserve_mb=dict(type="int", default=64),
+        lock_timeout=dict(type="int", default=0),
+        metrics_dir=dict(type="path"),
+        bin_dir=dict(type="path"),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    tools.module_main(module, basebackup.run)
+
+
+if __name__ == "__main__":
+    main()
