@@ -68,7 +68,10 @@ wait_for() {  # wait_for <seconds> <command...>
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
   as_root mkdir -p /var/log
-  as_root sh -c 'nohup dockerd >/var/log/bosun-dockerd.log 2>&1 &'
+  # In a session of its own (setsid): a job runner that ends the process group of the
+  # command that ran this script must not take the engine, and every container, with it.
+  # Appending keeps the log of an engine that died.
+  as_root sh -c 'setsid nohup dockerd >>/var/log/bosun-dockerd.log 2>&1 </dev/null &'
   wait_for 60 docker info || die "dockerd did not answer within 60 s (see /var/log/bosun-dockerd.log)"
 fi
 log "docker engine answers"
