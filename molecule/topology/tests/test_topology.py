@@ -181,11 +181,50 @@ def test_06_maintenance_job_runs_on_the_platform(host, job):
     assert result["hosts"], result
 
 
+def test_07_git_ref_deploys_one_commit_everywhere(host, tmp_path):
+    """app_source git: the ref is resolved once on the controller; every host runs that commit."""
+    work, served = tmp_path / "work", tmp_path / "served"
+    work.mkdir()
+    served.mkdir()
+    subprocess.run(["tar", "-xzf", os.path.join(DIST, "bosun-example-app-1.0.0.tar.gz"), "-C", str(work)], check=True)
+    (work / "VERSION").write_text("9.9.9\n")
+    git = ["git", "-C", str(work), "-c", "user.name=bosun", "-c", "user.email=bosun@bosun.invalid"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "release 9.9.9"], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "app.git")], check=True)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    install = ["ansible", "-i", INVENTORY, "app", "-m", "ansible.builtin.apt", "-a", "name=git"]
+    rc = subprocess.run(install, capture_output=True, check=False).returncode
+    assert rc == 0, "git could not be installed on the app hosts"
+    serve = ["git", "daemon", "--export-all", "--reuseaddr", "--listen=172.30.214.1", "--port=9418"]
+    daemon = subprocess.Popen(
+        serve + ["--base-path=%s" % served],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1)
+        rc, out = _playbook(
+            "deploy.yml", {"app_source": "git", "app_git_repo": "git://172.30.214.1/app.git", "git_ref": "main"}
+        )
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert rc == 0, out[-3000:]
+    release = "g" + commit[:12]
+    assert {_app_release(name) for name in APPS} == {release}
+    status, body = _get(LB, "/version")
+    assert (status, body["version"]) == (200, "9.9.9")
+    record = json.loads(_docker_exec("app2", "tail", "-n", "1", "/var/lib/bosun/deploys.jsonl"))
+    assert record["checksum"] == "git:" + commit
+
+
 def _current_release(name):
     return os.path.basename(_docker_exec(name, "readlink", "/srv/example/current").strip())
 
 
-def test_07_host_lost_mid_deploy_stops_the_play_and_is_named(host):
+def test_08_host_lost_mid_deploy_stops_the_play_and_is_named(host):
     argv = ["ansible-playbook", "--inventory", INVENTORY, os.path.join(PROJECT, "playbooks", "deploy.yml")]
     argv += ["--extra-vars", json.dumps({"release": "2.0.0"})]
     deploy = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
