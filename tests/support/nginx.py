@@ -115,10 +115,76 @@ class SilentServer:
         self.sock.close()
 
 
-class NginxServer:
-    """nginx on free loopback ports: plain HTTP, HTTPS (good, expired, self-signed certificates)."""
+class _NginxProcess:
+    """One nginx in the foreground under a throwaway prefix: start (retrying on free ports
+    that were taken meanwhile), wait until every port answers, stop, remove."""
 
     host = "127.0.0.1"
+
+    def _ports(self):
+        raise NotImplementedError
+
+    def _pick_ports(self):
+        raise NotImplementedError
+
+    def _start(self):
+        last = ""
+        for _attempt in range(5):
+            self._pick_ports()
+            self._write_conf()
+            self.proc = subprocess.Popen(
+                ["nginx", "-p", self.dir, "-c", self.conf, "-e", os.path.join(self.dir, "error.log")]
+                + ["-g", "daemon off;"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            if self._wait_ready(20):
+                return self
+            last = self._stop_and_log()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        raise ServerError("nginx did not start: %s" % last)
+
+    def _wait_ready(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                for port in self._ports():
+                    socket.create_connection((self.host, port), timeout=1).close()
+                return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def _stop_and_log(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        err = self.proc.stderr.read().decode("utf-8", "replace") if self.proc and self.proc.stderr else ""
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+        try:
+            with open(os.path.join(self.dir, "error.log"), encoding="utf-8", errors="replace") as f:
+                err += f.read()[-2000:]
+        except OSError:
+            pass
+        return err
+
+    def __exit__(self, *exc):
+        try:
+            self._stop_and_log()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class NginxServer(_NginxProcess):
+    """nginx on free loopback ports: plain HTTP, HTTPS (good, expired, self-signed certificates)."""
 
     def __init__(self, ca, silent_port=None):
         self.ca = ca
@@ -174,69 +240,13 @@ http {
             self.dir, "expired", 30, not_before_days=-32, ca_cert=self.ca.ca_cert, ca_key=self.ca.ca_key
         )
         self.self_signed_cert, self.self_signed_key = make_cert(self.dir, "selfsigned", 365)
-        last = ""
-        for _attempt in range(5):
-            self.port, self.https_port, self.expired_port, self.self_signed_port = (free_port() for _i in range(4))
-            self._write_conf()
-            self.proc = subprocess.Popen(
-                [
-                    "nginx",
-                    "-p",
-                    self.dir,
-                    "-c",
-                    self.conf,
-                    "-e",
-                    os.path.join(self.dir, "error.log"),
-                    "-g",
-                    "daemon off;",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            if self._wait_ready(20):
-                return self
-            last = self._stop_and_log()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        raise ServerError("nginx did not start: %s" % last)
+        return self._start()
 
-    def _wait_ready(self, seconds):
-        deadline = time.monotonic() + seconds
-        ports = [self.port, self.https_port, self.expired_port, self.self_signed_port]
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                for port in ports:
-                    socket.create_connection((self.host, port), timeout=1).close()
-                return True
-            except OSError:
-                time.sleep(0.05)
-        return False
+    def _pick_ports(self):
+        self.port, self.https_port, self.expired_port, self.self_signed_port = (free_port() for _i in range(4))
 
-    def _stop_and_log(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        err = self.proc.stderr.read().decode("utf-8", "replace") if self.proc and self.proc.stderr else ""
-        if self.proc and self.proc.stderr:
-            self.proc.stderr.close()
-        try:
-            with open(os.path.join(self.dir, "error.log"), encoding="utf-8", errors="replace") as f:
-                err += f.read()[-2000:]
-        except OSError:
-            pass
-        return err
-
-    def __exit__(self, *exc):
-        try:
-            self._stop_and_log()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
+    def _ports(self):
+        return [self.port, self.https_port, self.expired_port, self.self_signed_port]
 
 
 # --- An nginx load balancer with an upstream membership file (nginx_upstream tests) --------
@@ -310,13 +320,11 @@ class NamedBackend:
         self.server.server_close()
 
 
-class UpstreamNginx:
+class UpstreamNginx(_NginxProcess):
     """nginx proxying a free loopback port to an upstream whose members live in
     ``<conf_dir>/bosun/upstream-<name>.conf`` (included relative to nginx.conf, like the role's
     layout), so ``nginx -t`` on a copy of ``conf_dir`` and ``nginx -s reload`` both work.
     """
-
-    host = "127.0.0.1"
 
     def __init__(self, servers, name="app"):
         self.servers = servers
@@ -364,48 +372,10 @@ http {
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.membership, "w", encoding="utf-8") as f:
             f.write(membership_file(self.name, self.servers))
-        last = ""
-        for _attempt in range(5):
-            self.port = free_port()
-            self._write_conf()
-            self.proc = subprocess.Popen(
-                [
-                    "nginx",
-                    "-p",
-                    self.dir,
-                    "-c",
-                    self.conf,
-                    "-e",
-                    os.path.join(self.dir, "error.log"),
-                    "-g",
-                    "daemon off;",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            if self._wait_ready(20):
-                return self
-            last = self._stop_and_log()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        raise ServerError("nginx did not start: %s" % last)
+        return self._start()
 
-    def _wait_ready(self, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                socket.create_connection((self.host, self.port), timeout=1).close()
-                return True
-            except OSError:
-                time.sleep(0.05)
-        return False
+    def _pick_ports(self):
+        self.port = free_port()
 
-    _stop_and_log = NginxServer._stop_and_log
-
-    def __exit__(self, *exc):
-        try:
-            self._stop_and_log()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
+    def _ports(self):
+        return [self.port]

@@ -115,6 +115,32 @@ PG_ROW = dict(
 )
 
 
+# pg_wal's size (rows from servers that let the role list pg_wal carry these columns)
+def _wal(row, **bounds):
+    probe = probe_for(postgres_check, **bounds)
+    postgres_check.measure(probe, {**PG_ROW, "can_list_wal": True, **row})
+    return probe, by_name(probe)
+
+
+def test_postgres_wal_size_defaults_and_levels():
+    assert (postgres_check.METRICS["wal_size"].warn, postgres_check.METRICS["wal_size"].crit) == (2048, 4096)
+    probe, m = _wal(dict(wal_bytes=64 * 1024 * 1024, wal_files=4))
+    assert m["wal_size"]["value"] == 64.0 and m["wal_size"]["unit"] == "MB" and m["wal_size"]["status"] == "ok"
+    assert m["wal_size"]["text"] == "pg_wal 64 MB in 4 files" and "pg_wal 64 MB" in probe.message
+    assert _wal(dict(wal_bytes=3 * 1024**3, wal_files=192))[1]["wal_size"]["status"] == "warn"
+    assert _wal(dict(wal_bytes=5 * 1024**3, wal_files=320))[1]["wal_size"]["status"] == "crit"
+    assert _wal(dict(wal_bytes=200 * 1024**2, wal_files=13), wal_size=(100, 150))[1]["wal_size"]["status"] == "crit"
+
+
+def test_postgres_wal_size_without_the_privilege_is_reported_not_guessed():
+    m = _wal(dict(can_list_wal=False))[1]
+    assert m["wal_size"]["value"] is None and m["wal_size"]["status"] == "ok"
+    assert "grant pg_monitor" in m["wal_size"]["text"]
+    probe = probe_for(postgres_check)
+    postgres_check.measure(probe, dict(PG_ROW))  # an older row without the column: nothing about pg_wal
+    assert "wal_size" not in by_name(probe)
+
+
 def test_postgres_measure_healthy_primary():
     probe = probe_for(postgres_check)
     postgres_check.measure(probe, dict(PG_ROW))
