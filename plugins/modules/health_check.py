@@ -29,7 +29,8 @@ description:
   - Never changes anything (C(changed=false)) and runs the same in check mode.
   - Passwords (O(login_password), O(checks[].postgres.login_password),
     O(checks[].redis.login_password)), credentials in URLs and the values of sensitive HTTP
-    headers appear nowhere in results or messages.
+    headers appear nowhere in results, messages or the invocation record the module writes
+    to the managed host's syslog or journal.
   - "Connection defaults: the task's top-level connection options (for instance from
     C(module_defaults) of C(group/bosun.platform.postgres) or C(group/bosun.platform.redis))
     fill what a postgres or redis check does not set. Options that both families have
@@ -114,7 +115,14 @@ options:
           headers:
             description:
               - Request headers. Values of headers whose name contains auth, cookie, token,
-                secret, key, session or password are kept out of results and messages.
+                secret, key, session or password are kept out of results, messages and the
+                module's invocation record in the managed host's syslog or journal.
+              - Put a secret header with another name in O(checks[].http.secret_headers).
+            type: dict
+          secret_headers:
+            description:
+              - Request headers whose values are secret, whatever their names (C(no_log)). Sent
+                like O(checks[].http.headers), never shown or logged. A name may not be in both.
             type: dict
           body:
             description: Request body.
@@ -147,7 +155,14 @@ options:
             description: CA certificate file to verify the server's certificate with.
             type: path
           follow_redirects:
-            description: Follow redirects; when false a redirect status is the response.
+            description:
+              - Follow redirects (to http and https URLs only); when false a redirect status is
+                the response.
+              - Credentials (O(checks[].http.secret_headers), the C(Authorization) made from
+                C(user:password@) in the URL, C(Authorization), C(Proxy-Authorization), C(Cookie))
+                and every other header of O(checks[].http.headers) are sent only within the
+                origin (scheme, host and port) of O(checks[].http.url). A redirect to another
+                origin carries only C(Accept), C(Accept-Language) and C(User-Agent).
             type: bool
             default: true
           use_proxy:
@@ -626,14 +641,16 @@ msg:
   sample: "20 checks: 19 ok, 1 warn"
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils._checks import health, spec
+from ansible_collections.bosun.platform.plugins.module_utils._checks.module import SecretMaskingModule
 
 
 def main():
-    module = AnsibleModule(argument_spec=spec.argument_spec(), supports_check_mode=True)
-    # URL credentials and sensitive header values are not no_log options: mask them too.
-    module.no_log_values.update(health.secrets_in(module.params))
+    # URL credentials and sensitive header values are parts of options that are not no_log as
+    # a whole: masked from the invocation record in syslog/the journal on, not only in results.
+    module = SecretMaskingModule(
+        argument_spec=spec.argument_spec(), supports_check_mode=True, secrets=health.secrets_in
+    )
     try:
         report, warnings, failure = health.execute(module.params)
     except health.PlanError as exc:

@@ -311,6 +311,64 @@ def test_http_expectations(nginx, run_module):
 
 
 @pytest.fixture(scope="module")
+def two_origins():
+    from tests.support.nginx import RedirectNginx
+
+    with RedirectNginx() as server:
+        yield server
+
+
+CREDENTIALS = ("authorization", "proxy_authorization", "cookie", "x_api_key", "x_custom")
+
+
+def test_redirects_carry_credentials_only_within_the_origin(two_origins, run_module):
+    web = two_origins
+    token = "tok" + os.urandom(8).hex()
+    headers = {
+        "Authorization": "Bearer " + token,
+        "Proxy-Authorization": "Basic cHJveHk6c2VjcmV0",
+        "Cookie": "session=" + token,
+        "X-Api-Key": "key-" + token,
+        "X-Custom": "custom-" + token,
+        "Accept": "text/plain",
+    }
+    basic_url = "http://ops:pw-%s@127.0.0.1:%d" % (token, web.port)
+    declared = {"X-Custom": "declared-" + token}
+    checks = [
+        {"name": "same", "type": "http", "http": {"url": web.url("/same/a"), "headers": headers}},
+        {"name": "port", "type": "http", "http": {"url": web.url("/port/b"), "headers": headers}},
+        {"name": "host", "type": "http", "http": {"url": web.url("/host/c"), "headers": headers}},
+        {"name": "url same", "type": "http", "http": {"url": basic_url + "/same/d"}},
+        {"name": "url port", "type": "http", "http": {"url": basic_url + "/port/e"}},
+        {"name": "url host", "type": "http", "http": {"url": basic_url + "/host/f"}},
+        {"name": "declared same", "type": "http", "http": {"url": web.url("/same/g"), "secret_headers": declared}},
+        {"name": "declared port", "type": "http", "http": {"url": web.url("/port/h"), "secret_headers": declared}},
+    ]
+    result = health(run_module, checks, fail_on="crit")
+    assert result["rc"] == 0 and result["status"] == "ok", result["msg"]
+    assert token not in json.dumps(result)
+
+    arrived = dict((uri, web.received("/echo/" + uri)) for uri in "abcdefgh")
+    assert all(len(got) == 1 for got in arrived.values()), arrived
+    same, port, host, url_same, url_port, url_host, declared_same, declared_port = (
+        arrived[uri][0] for uri in "abcdefgh"
+    )
+    assert (same["port"], port["port"], host["host"]) == (web.port, web.other_port, "localhost")
+    # same origin: everything the task gave arrives where it was meant to
+    assert same["authorization"] == headers["Authorization"] and same["cookie"] == headers["Cookie"]
+    assert same["x_api_key"] == headers["X-Api-Key"] and same["x_custom"] == headers["X-Custom"]
+    assert same["proxy_authorization"] == headers["Proxy-Authorization"]
+    assert url_same["authorization"].startswith("Basic ")
+    # another port or another host name: no credential and no custom header, the harmless ones stay
+    for got in (port, host):
+        assert dict((name, got[name]) for name in CREDENTIALS) == dict.fromkeys(CREDENTIALS, ""), got
+        assert got["accept"] == "text/plain" and got["user_agent"] == "bosun.platform.health_check"
+    for got in (url_port, url_host):
+        assert got["authorization"] == "", got
+    assert (declared_same["x_custom"], declared_port["x_custom"]) == (declared["X-Custom"], "")
+
+
+@pytest.fixture(scope="module")
 def archiving_postgres(test_ca):
     """A PostgreSQL whose WAL archiving starts out failing (archive_command = /bin/false)."""
     with PostgresServer(test_ca, settings={"archive_mode": "on", "archive_command": "'/bin/false'"}) as server:

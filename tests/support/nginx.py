@@ -379,3 +379,93 @@ http {
 
     def _ports(self):
         return [self.port]
+
+
+# --- Two origins for the redirect tests: which request headers arrive where ----------------
+
+
+class RedirectNginx(_NginxProcess):
+    """nginx on two free loopback ports (``port`` and ``other_port``), each logging the
+    credentials-bearing headers of every request it receives, so a test sees what a client
+    sent after a redirect.
+
+        web.url("/same/x")        # 302 to http://127.0.0.1:<port>/echo/x (same origin)
+        web.url("/port/x")        # 302 to http://127.0.0.1:<other_port>/echo/x (other port)
+        web.url("/host/x")        # 302 to http://localhost:<port>/echo/x (other host name)
+        web.url("/echo/x")        # 200 "echo"
+        web.received("/echo/x")   # [{"port": ..., "host": ..., "authorization": ..., ...}, ...]
+    """
+
+    HEADERS = ("authorization", "proxy_authorization", "cookie", "x_api_key", "x_custom", "accept", "user_agent")
+
+    def __init__(self):
+        self.proc = None
+
+    def url(self, path="/"):
+        return "http://%s:%d%s" % (self.host, self.port, path)
+
+    def received(self, uri):
+        """What the servers logged for requests to ``uri``, oldest first ('' for a missing header)."""
+        import json
+
+        try:
+            with open(os.path.join(self.dir, "headers.log"), encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return []
+        return [entry for entry in (json.loads(line) for line in lines if line) if entry["uri"] == uri]
+
+    def _write_conf(self):
+        fields = ", ".join('"%s": "$http_%s"' % (name, name) for name in self.HEADERS)
+        log_format = '\'{"port": $server_port, "host": "$host", "uri": "$request_uri", %s}\'' % fields
+        locations = """
+        default_type text/plain;
+        location /echo/ { return 200 'echo'; }
+        location ~ ^/same/(.*)$ { return 302 http://127.0.0.1:%(port)d/echo/$1; }
+        location ~ ^/port/(.*)$ { return 302 http://127.0.0.1:%(other)d/echo/$1; }
+        location ~ ^/host/(.*)$ { return 302 http://localhost:%(port)d/echo/$1; }
+""" % dict(port=self.port, other=self.other_port)
+        conf = """
+worker_processes 1;
+error_log %(dir)s/error.log warn;
+pid %(dir)s/nginx.pid;
+events { worker_connections 256; }
+http {
+    log_format headers escape=json %(log_format)s;
+    access_log %(dir)s/headers.log headers;
+    client_body_temp_path %(dir)s/tmp/body;
+    proxy_temp_path %(dir)s/tmp/proxy;
+    fastcgi_temp_path %(dir)s/tmp/fastcgi;
+    uwsgi_temp_path %(dir)s/tmp/uwsgi;
+    scgi_temp_path %(dir)s/tmp/scgi;
+    server { listen %(host)s:%(port)d; %(locations)s }
+    server { listen %(host)s:%(other)d; %(locations)s }
+}
+""" % dict(
+            dir=self.dir,
+            log_format=log_format,
+            host=self.host,
+            port=self.port,
+            other=self.other_port,
+            locations=locations,
+        )
+        with open(self.conf, "w", encoding="utf-8") as f:
+            f.write(conf)
+
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="bosun-nginx-redirect-")
+        os.chmod(self.dir, 0o755)
+        os.mkdir(os.path.join(self.dir, "tmp"))
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        return self._start()
+
+    def _pick_ports(self):
+        self.port = free_port()
+        self.other_port = free_port()
+        for _attempt in range(20):  # two different ports, or the origins would be one
+            if self.other_port != self.port:
+                break
+            self.other_port = free_port()
+
+    def _ports(self):
+        return [self.port, self.other_port]

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
 
 import pytest
 from ansible_collections.bosun.platform.plugins.module_utils._checks import (
@@ -96,6 +97,47 @@ def test_urls_lose_their_credentials():
     assert http_check.safe_url("http://example.org/") == "http://example.org/"
     assert http_check.short_target("http://127.0.0.1:8000/health?deep=1") == "/health?deep=1"
     assert http_check.short_target("http://127.0.0.1") == "/"
+    assert http_check.safe_url("http://u:p@[::1]:8080/h") == "http://[::1]:8080/h"
+
+
+def test_origins_compare_scheme_host_and_port():
+    same = http_check.origin("http://Example.org/a") == http_check.origin("http://example.org:80/b?c")
+    assert same and http_check.origin("https://h/") == ("https", "h", 443)
+    for other in ("https://example.org/", "http://example.org:8080/", "http://www.example.org/"):
+        assert http_check.origin(other) != http_check.origin("http://example.org/"), other
+
+
+def _redirected(url, newurl, headers):
+    import urllib.request
+
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (built, never opened)
+    return http_check._Redirect().redirect_request(request, None, 302, "Found", {}, newurl)
+
+
+def test_redirects_keep_credentials_within_the_origin_only():
+    headers = {"Authorization": "Bearer t", "Cookie": "s=1", "X-Api-Key": "k", "X-Custom": "v", "Accept": "a/b"}
+    headers.update({"Proxy-Authorization": "Basic p", "User-Agent": "ua"})
+    same = _redirected("http://h:8080/a", "http://H:8080/b", headers)
+    assert sorted(k.lower() for k in same.headers) == sorted(k.lower() for k in headers)
+    for newurl in ("https://h:8080/b", "http://h:8081/b", "http://other:8080/b", "http://u:p@other:8080/b"):
+        new = _redirected("http://h:8080/a", newurl, headers)
+        assert sorted(new.headers) == ["Accept", "User-agent"], newurl
+        assert "u:p@" not in new.full_url
+    with pytest.raises(urllib.error.HTTPError):
+        _redirected("http://h/a", "ftp://h/file", headers)
+
+
+def test_secret_headers_are_secrets_and_cannot_also_be_plain_headers():
+    options = {
+        "url": "http://h/",
+        "headers": {"Accept": "x", "X-Token": "Bearer t1"},
+        "secret_headers": {"X-Sig": "s2"},
+    }
+    assert sorted(http_check.secrets(options)) == ["Bearer t1", "s2", "t1"]
+    assert http_check.validate(options) == []
+    options["headers"]["x-sig"] = "plain"
+    assert http_check.validate(options) == ["http.headers and http.secret_headers both set x-sig"]
+    assert http_check.secrets({"url": 5, "headers": "Authorization=x"}) == []  # unvalidated input
 
 
 # --- postgres / redis: turning server answers into metrics ---------------------------------

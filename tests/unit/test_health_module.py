@@ -113,3 +113,72 @@ def test_passwords_never_appear_and_check_mode_reports_the_same(tmp_path):
         assert "cache crit: Redis 127.0.0.1:1 db 0: connection refused" in result["msg"]
         assert "api crit: GET http://127.0.0.1:1/h: connection refused" in result["msg"]
         assert result["summary"] == dict(ok=0, warn=1, unknown=0, crit=3, total=4)
+
+
+# --- what AnsibleModule writes to syslog / the journal when it logs its invocation ---------
+LOG_CAPTURE = '''
+"""Record what AnsibleModule hands to syslog or the journal (a test double of both sinks)."""
+import importlib.abc
+import json
+import os
+import sys
+import types
+
+_PATH = os.environ["BOSUN_LOG_CAPTURE"]
+
+
+def _record(sink, **fields):
+    with open(_PATH, "a", encoding="utf-8") as f:
+        f.write(json.dumps(dict(sink=sink, fields=fields), default=str) + "\\n")
+
+
+if os.environ.get("BOSUN_LOG_SINK") == "journal":
+    # a systemd host with python3-systemd: basic.py sends to the journal, fields included
+    systemd = types.ModuleType("systemd")
+    journal = types.ModuleType("systemd.journal")
+    daemon = types.ModuleType("systemd.daemon")
+    journal.send = lambda **fields: _record("journal", **fields)
+    journal.sendv = lambda *fields: _record("journal", fields=list(fields))
+    daemon.booted = lambda: True
+    systemd.journal, systemd.daemon = journal, daemon
+    sys.modules.update({"systemd": systemd, "systemd.journal": journal, "systemd.daemon": daemon})
+else:
+    # no python3-systemd: basic.py falls back to syslog(3)
+    class _NoSystemd(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "systemd" or name.startswith("systemd."):
+                raise ImportError("no systemd here")
+            return None
+
+    sys.meta_path.insert(0, _NoSystemd())
+    import syslog
+
+    syslog.openlog = lambda *args, **kwargs: _record("openlog", args=args)
+    syslog.syslog = lambda *args: _record("syslog", args=args)
+'''
+
+
+@pytest.mark.parametrize("sink", ["syslog", "journal"])
+def test_header_secrets_never_reach_syslog_or_the_journal(sink, tmp_path):
+    token = "tok" + os.urandom(12).hex()
+    cookie = "ck" + os.urandom(8).hex()
+    declared = "sig" + os.urandom(8).hex()
+    (tmp_path / "sitecustomize.py").write_text(LOG_CAPTURE, encoding="utf-8")
+    capture = tmp_path / "log.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), BOSUN_LOG_CAPTURE=str(capture), BOSUN_LOG_SINK=sink)
+    http = {
+        "url": "http://ops:urlpw-%s@127.0.0.1:1/h" % token[-6:],
+        "headers": {"Authorization": "Bearer " + token, "Cookie": "session=" + cookie, "Accept": "text/plain"},
+        "secret_headers": {"X-Signature": declared},
+    }
+    args = {"checks": [{"name": "api", "type": "http", "http": http}], "fail_on": "never", "_ansible_no_log": False}
+    result = run_module("health_check", args, env=env)
+    assert result["rc"] == 0 and result["checks"][0]["status"] == "crit", result
+    logged = capture.read_text(encoding="utf-8")
+    records = [json.loads(line) for line in logged.splitlines()]
+    invoked = [r for r in records if r["sink"] == sink and "Invoked with" in json.dumps(r)]
+    assert len(invoked) == 1, records  # the capture saw the real invocation record
+    assert "X-Signature" in logged and "text/plain" in logged  # what is not secret is still logged
+    for value in (token, cookie, declared, "urlpw-" + token[-6:]):
+        assert value not in logged, (value, logged)
+        assert value not in json.dumps(result), value

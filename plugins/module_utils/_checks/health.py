@@ -18,8 +18,9 @@ PlanError = plan.PlanError
 
 
 def secrets_in(params):
-    """Secrets in options that are not no_log themselves: credentials in http URLs and the
-    values of sensitive headers. The module masks them everywhere, its invocation included."""
+    """Secrets in options that are not no_log as a whole: credentials in http URLs and the
+    values of sensitive headers. The module masks them everywhere, from its invocation record
+    on (module.SecretMaskingModule). Tolerates parameters that failed validation."""
     found = set()
     for check in params.get("checks") or []:
         if isinstance(check, dict) and isinstance(check.get("http"), dict):

@@ -1,6 +1,12 @@
 # Copyright: bosun.platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""http: one request; status code, body regex, a JSON field; latency against thresholds."""
+"""http: one request; status code, body regex, a JSON field; latency against thresholds.
+
+Redirects are followed within limits: credentials (the Authorization made from user:password@
+in the URL, Authorization, Proxy-Authorization, Cookie) and every header the task set travel
+only to the origin (scheme, host, port) they were given for, as curl and requests do; a
+redirect to another origin carries only the harmless headers in SAFE_ACROSS_ORIGINS.
+"""
 
 from __future__ import absolute_import, division, print_function
 
@@ -27,6 +33,7 @@ OPTIONS = dict(
     url=dict(type="str", required=True),
     method=dict(type="str", default="GET", choices=METHODS),
     headers=dict(type="dict"),
+    secret_headers=dict(type="dict", no_log=True),
     body=dict(type="str"),
     status_codes=dict(type="list", elements="int", default=[200]),
     body_regex=dict(type="str"),
@@ -42,6 +49,9 @@ METRICS = dict(latency=Threshold(200, 500, unit="ms"))
 
 MAX_BODY = 1024 * 1024
 SENSITIVE_HEADER = re.compile(r"auth|cookie|token|secret|key|session|password", re.IGNORECASE)
+# request headers still sent after a redirect to another origin (lower case)
+SAFE_ACROSS_ORIGINS = frozenset(["accept", "accept-language", "user-agent"])
+DEFAULT_PORTS = dict(http=80, https=443)
 _MISSING = object()
 
 
@@ -63,18 +73,27 @@ def validate(options):
         problems.append("http.json_equals and http.json_in need http.json_path")
     if options.get("json_equals") is not None and options.get("json_in") is not None:
         problems.append("http.json_equals and http.json_in are mutually exclusive")
+    both = set(str(n).lower() for n in options.get("headers") or {}) & set(
+        str(n).lower() for n in options.get("secret_headers") or {}
+    )
+    if both:
+        problems.append("http.headers and http.secret_headers both set %s" % ", ".join(sorted(both)))
     return problems
 
 
 def secrets(options):
     """Values to keep out of output: credentials in the URL and in sensitive headers."""
     found = []
-    parts = urlparse.urlsplit(options.get("url") or "")
+    url = options.get("url")
+    parts = urlparse.urlsplit(url if isinstance(url, str) else "")
     if parts.password:
         found.extend([parts.password, urlparse.unquote(parts.password)])
-        found.append(basic_auth(options["url"]).split()[-1])
-    for name, value in (options.get("headers") or {}).items():
-        if SENSITIVE_HEADER.search(str(name)) and value:
+        found.append(basic_auth(url).split()[-1])
+    headers, declared = (options.get(key) for key in ("headers", "secret_headers"))
+    headers = headers if isinstance(headers, dict) else {}
+    declared = declared if isinstance(declared, dict) else {}
+    for name, value in list(headers.items()) + list(declared.items()):
+        if (name in declared or SENSITIVE_HEADER.search(str(name))) and value:
             found.append(str(value))
             parts = str(value).split()
             if len(parts) > 1:  # "Bearer <token>", "Basic <b64>": the credential alone too
@@ -97,6 +116,8 @@ def safe_url(url):
     if parts.username is None and parts.password is None:
         return url
     netloc = parts.hostname or ""
+    if ":" in netloc:  # an IPv6 address
+        netloc = "[%s]" % netloc
     if parts.port:
         netloc = "%s:%s" % (netloc, parts.port)
     return urlparse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
@@ -111,9 +132,41 @@ def short_target(url):
     return path
 
 
+def origin(url):
+    """(scheme, host, port) of ``url``, the port filled in from the scheme's default."""
+    parts = urlparse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme))
+
+
 class _NoRedirect(urlrequest.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+class _Redirect(urlrequest.HTTPRedirectHandler):
+    """urllib's redirect handling, minus what it does wrong for a check with credentials.
+
+    urllib copies every request header to the next URL, whatever its origin. Here a redirect
+    to another origin keeps only SAFE_ACROSS_ORIGINS (and never gets them back, should a
+    later hop return), only http and https are followed, and user:password@ in a Location
+    is dropped, never used.
+    """
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlparse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            # a response with the redirect status, as when redirects are not followed
+            raise urlerror.HTTPError(safe_url(newurl), code, msg, headers, fp)
+        new = super().redirect_request(req, fp, code, msg, headers, safe_url(newurl))
+        if new is not None and origin(new.full_url) != origin(req.full_url):
+            for name in list(new.headers):
+                if name.lower() not in SAFE_ACROSS_ORIGINS:
+                    new.remove_header(name)
+        return new
 
 
 def json_lookup(document, path):
@@ -162,8 +215,7 @@ def _opener(options):
         )
     if not options.get("use_proxy"):
         handlers.append(urlrequest.ProxyHandler({}))
-    if not options.get("follow_redirects", True):
-        handlers.append(_NoRedirect())
+    handlers.append(_Redirect() if options.get("follow_redirects", True) else _NoRedirect())
     return urlrequest.build_opener(*handlers)
 
 
@@ -173,6 +225,7 @@ def run(probe, options):
     method = options.get("method") or "GET"
     data = options["body"].encode("utf-8") if options.get("body") is not None else None
     headers = dict((str(k), str(v)) for k, v in (options.get("headers") or {}).items())
+    headers.update((str(k), str(v)) for k, v in (options.get("secret_headers") or {}).items())
     headers.setdefault("User-Agent", "bosun.platform.health_check")
     basic = basic_auth(url)
     if basic:  # user:password@ in the URL: HTTP basic authentication, as curl does
