@@ -18,7 +18,17 @@ description:
     C(--single-transaction) (one job) or C(--jobs). Only when that succeeded does it take
     the target's name. The target is a new database by default; replacing an existing one
     needs O(force=true), and the old database is dropped only after the new one is in place.
-    A failed restore leaves an existing target as it was.
+    The renames happen in one transaction. A failed restore leaves an existing target as it was.
+  - The database's own privileges (C(GRANT)/C(REVOKE) on the database, such as
+    C(REVOKE CONNECT FROM PUBLIC)), its C(ALTER DATABASE ... SET) and
+    C(ALTER ROLE ... IN DATABASE ... SET) settings, connection limit and comment are read from
+    the archive (pg_dump stores them in entries pg_restore applies only with C(--create)),
+    aimed at the restored database and applied before it takes the target's name. The
+    restored database ends with the same ACL and settings as the one dumped.
+  - Staging, scratch and replaced databases carry a marker comment. A run that died (kill -9,
+    lost connection) leaves them, and its temporary files, behind; the next run reports them
+    (RV(leftover_databases), RV(stale_temp_files)) and removes those that are its own and not
+    in use by a running restore.
   - With O(drill=true), the backup is restored into a scratch database, checked (the number
     of tables matches the backup's, named tables exist, row counts reach minimums, extra SQL
     returns true), and the scratch database is dropped. The restore duration is returned
@@ -72,7 +82,9 @@ options:
     type: int
     default: 1
   work_dir:
-    description: Directory for a decompressed copy with O(jobs) > 1; default the backup's directory.
+    description:
+      - Directory for a decompressed copy with O(jobs) > 1; default the backup's directory.
+      - Restore temp files left there by a run that died are removed at the start of a run.
     type: path
   maintenance_db:
     description: Database to connect to for creating, renaming and dropping databases.
@@ -111,9 +123,13 @@ options:
 notes:
   - Check mode checks the backup's checksum, the tools, the connection and whether the target
     exists, and reports C(changed) as a real run would; it creates nothing.
-  - A drill leaves the server as it found it and reports C(changed=false).
-  - Database-level settings (C(ALTER DATABASE ... SET)) and grants on the database itself are
-    not part of a C(pg_dump) archive without C(--create) and are not restored.
+  - A drill leaves the server as it found it and reports C(changed=false), unless it removed
+    what an earlier run left behind.
+  - Re-creating per-role settings (C(ALTER ROLE ... IN DATABASE)) and grants made by a role
+    other than the owner needs a superuser O(login_user); without the privilege the restore
+    fails before the target is touched. Roles named in them must exist.
+  - A database-level statement of another form than those pg_dump writes for the database's
+    ACL, settings, comment and security labels is not run; a warning names its keywords.
 requirements:
   - pg_restore of at least the version that wrote the backup
   - zstd or lz4 for backups streamed through those compressors
@@ -211,6 +227,42 @@ drill_database:
   description: Name of the scratch database of a drill (dropped at the end).
   returned: when drill is true
   type: str
+database_properties:
+  description:
+    - How many of the backup's database-level statements are (or would be) applied to the
+      restored database, by kind. C(settings) counts C(ALTER DATABASE ... SET) and the
+      connection limit.
+  returned: when a database backup was restored or checked
+  type: dict
+  sample: {privileges: 2, settings: 2, role_settings: 1, comment: 1, security_labels: 0}
+leftover_databases:
+  description:
+    - Databases named like this module's staging, scratch or replaced databases, found before
+      the restore. C(ours) says whether the marker comment proves this module made them;
+      C(removed) whether they were (in check mode, would be) dropped, and C(reason) why or why not.
+      A replaced database whose original name no longer exists is kept (it may be the only copy).
+  returned: when a database backup was restored or checked
+  type: list
+  elements: dict
+  sample:
+    - name: bosun_restore_3f2a9c1b7e
+      kind: staging
+      target: app
+      ours: true
+      removed: true
+      reason: left by a restore that did not finish
+stale_temp_files:
+  description:
+    - Temporary files (decompressed copies for parallel restore) that a run which died left in
+      the work directory, removed (in check mode, to be removed). Files a running restore holds
+      are never touched.
+  returned: when a database backup was restored or checked
+  type: list
+  elements: str
+drill_database_dropped:
+  description: Whether the drill's scratch database was dropped.
+  returned: after a drill's restore
+  type: bool
 metrics_file:
   description: Textfile metrics written by a drill.
   returned: when drill is true and metrics_dir is set

@@ -347,3 +347,135 @@ def test_retention_with_a_single_verified_backup(postgres, db, run_module, tmp_p
             assert r["rc"] == 0, r.get("msg")
             assert r["deleted"] == [] and r["changed"] is False and r["kept"] == [only["path"]]
     assert_intact(postgres, only)
+
+
+# -- kill -9 of a restore -------------------------------------------------------------------------
+def staging_databases(postgres):
+    names = postgres.psql("SELECT datname FROM pg_database").splitlines()
+    return sorted(n for n in names if n.startswith(("bosun_restore_", "bosun_replaced_", "bosun_drill_")))
+
+
+def module_sessions(postgres):
+    """Sessions the modules opened (their maintenance connection included)."""
+    return int(postgres.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bosun.platform'"))
+
+
+class RoleLock:
+    """Hold an uncommitted DROP ROLE: pg_restore's ``ALTER TABLE ... OWNER TO`` that role waits.
+
+    A controlled pause point in the middle of a restore; ``release`` rolls the drop back.
+    """
+
+    def __init__(self, postgres, role):
+        import psycopg2
+
+        self.conn = psycopg2.connect(
+            host=postgres.host, port=postgres.port, user=postgres.user, password=postgres.password, dbname="postgres"
+        )
+        self.conn.cursor().execute('DROP ROLE "%s"' % role.replace('"', '""'))
+
+    def release(self):
+        if self.conn is not None:
+            self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+
+
+def test_kill_9_mid_restore_then_rerun_cleans_up(postgres, db, run_module, tmp_path):
+    role = "pause %s" % db[-6:]
+    postgres.psql('CREATE ROLE "%s"' % role)
+    try:
+        postgres.psql('CREATE TABLE pause_point (x int); ALTER TABLE pause_point OWNER TO "%s"' % role, db=db)
+        backup = run_module("postgresql_dump", dict(postgres.conn_args(), db=db, backup_dir=str(tmp_path)))
+        assert backup["rc"] == 0, backup.get("msg")
+        path = backup["backups"][0]["path"]
+        # After the backup: the role owns nothing (so it can be dropped), and the live
+        # database gets a table the backup lacks, to show it is never touched.
+        postgres.psql("ALTER TABLE pause_point OWNER TO app; CREATE TABLE still_here (x int)", db=db)
+        args = dict(postgres.conn_args(), backup=path, force=True, jobs=2)
+        lock = RoleLock(postgres, role)
+        try:
+            with running_module("postgresql_restore", args) as proc:
+                wait_for(
+                    lambda: int(
+                        postgres.psql(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'bosun\\_restore\\_%'"
+                            " AND wait_event_type = 'Lock'"
+                        )
+                    ),
+                    "pg_restore to wait for the role",
+                )
+                os.killpg(proc.pid, signal.SIGKILL)  # the module and pg_restore at once
+                proc.communicate(timeout=30)
+        finally:
+            lock.release()
+        stale = leftovers(str(tmp_path))
+        assert len(stale) == 1 and os.path.dirname(stale[0]) == os.path.dirname(path)  # the decompressed copy
+        (staging,) = staging_databases(postgres)
+        assert staging.startswith("bosun_restore_")
+        assert postgres.psql("SELECT to_regclass('still_here') IS NOT NULL", db=db) == "t"
+        wait_for(lambda: module_sessions(postgres) == 0, "the server to close the killed module's sessions")
+
+        target = unique("after crash")
+        again = dict(postgres.conn_args(), backup=path, target_db=target, jobs=2)
+        planned = run_module("postgresql_restore", again, check_mode=True)
+        assert planned["rc"] == 0, planned.get("msg")
+        assert planned["stale_temp_files"] == stale
+        assert [(d["name"], d["kind"], d["ours"], d["removed"]) for d in planned["leftover_databases"]] == [
+            (staging, "staging", True, True)
+        ]
+        assert leftovers(str(tmp_path)) == stale and staging_databases(postgres) == [staging]
+        try:
+            done = run_module("postgresql_restore", again)
+            assert done["rc"] == 0, done.get("msg")
+            assert done["stale_temp_files"] == stale
+            assert [(d["name"], d["removed"], d["target"]) for d in done["leftover_databases"]] == [(staging, True, db)]
+            assert leftovers(str(tmp_path)) == [] and staging_databases(postgres) == []
+            assert postgres.psql("SELECT count(*) FROM public.orders", db=target) == "1000"
+            assert postgres.psql("SELECT to_regclass('still_here') IS NOT NULL", db=db) == "t"
+            assert postgres.psql("SELECT count(*) FROM public.orders", db=db) == "1000"
+            assert_no_secret(done, postgres.password)
+        finally:
+            drop_db(postgres, target)
+    finally:
+        for name in staging_databases(postgres):
+            drop_db(postgres, name)
+        postgres.psql('DROP ROLE IF EXISTS "%s"' % role)
+
+
+def test_leftover_databases_removed_only_when_ours(postgres, db, run_module, tmp_path):
+    from ansible_collections.bosun.platform.plugins.module_utils._backup.restore import marker_comment
+
+    def make(name, comment=None):
+        postgres.psql('CREATE DATABASE "%s"' % name)
+        if comment is not None:
+            postgres.psql("COMMENT ON DATABASE \"%s\" IS '%s'" % (name, comment.replace("'", "''")))
+
+    stranger = "bosun_restore_0123456789"  # the name pattern alone does not make it ours
+    done_swap = "bosun_replaced_aaaaaaaaaa"  # its target exists: the swap finished
+    only_copy = "bosun_replaced_bbbbbbbbbb"  # its target is gone: never dropped
+    drill = "bosun_drill_cccccccccc"
+    make(stranger)
+    make(done_swap, marker_comment("replaced", "aaaaaaaaaa", db))
+    make(only_copy, marker_comment("replaced", "bbbbbbbbbb", db + " gone"))
+    make(drill, marker_comment("drill", "cccccccccc", db))
+    try:
+        backup = run_module("postgresql_dump", dict(postgres.conn_args(), db=db, backup_dir=str(tmp_path)))
+        r = run_module(
+            "postgresql_restore", dict(postgres.conn_args(), backup=backup["backups"][0]["path"], drill=True)
+        )
+        assert r["rc"] == 0, r.get("msg")
+        found = {d["name"]: (d["ours"], d["removed"]) for d in r["leftover_databases"]}
+        assert found == {
+            stranger: (False, False),
+            done_swap: (True, True),
+            only_copy: (True, False),
+            drill: (True, True),
+        }
+        assert r["changed"] is True
+        assert staging_databases(postgres) == sorted([stranger, only_copy])
+        # module.warn: Ansible 2.19 returns warnings as structured events
+        assert "%s is the database %s gone as it was" % (only_copy, db) in json.dumps(r["warnings"])
+    finally:
+        for name in (stranger, done_swap, only_copy, drill):
+            drop_db(postgres, name)

@@ -6,6 +6,7 @@ order), and the server's database list shows that no staging or scratch database
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ from tests.integration.test_postgresql_dump import (
     unique,
 )
 from tests.support.collection import ROOT, collections_path
+from tests.support.modules import run_module as _run_module
 
 SOURCE = AWKWARD + " src"
 
@@ -84,7 +86,7 @@ def test_restore_each_format(postgres, source, run_module, key, jobs):
         assert r["rc"] == 0, r.get("msg")
         assert r["jobs"] == jobs
         assert table_counts(postgres, target) == source["expected"]
-        assert [n for n in os.listdir(os.path.dirname(source["backups"][key])) if "bosun-restore" in n] == []
+        assert [n for n in os.listdir(os.path.dirname(source["backups"][key])) if ".bosun-tmp-" in n] == []
     finally:
         drop_db(postgres, target)
 
@@ -240,6 +242,7 @@ def test_playbooks_backup_drill_and_confirmed_restore(postgres, tmp_path):
             bosun_backup_drills=[dict(db=db, tables=["public.orders"], min_rows={"public.orders": 700})],
             bosun_backup_drill_result_file=str(tmp_path / "drill.json"),
             bosun_backup_restore_db=db,
+            bosun_lock_path=str(tmp_path / "platform.lock"),  # restore.yml takes the platform lock
         )
         vars_file = tmp_path / "vars.json"
         vars_file.write_text(json.dumps(settings))
@@ -275,3 +278,105 @@ def test_playbooks_backup_drill_and_confirmed_restore(postgres, tmp_path):
             assert postgres.password not in out.stdout + out.stderr
     finally:
         drop_db(postgres, db)
+
+
+# -- database-level privileges and settings ---------------------------------------------------------
+def database_properties(postgres, db):
+    """What a database carries outside its objects: owner, ACL, settings (with and without a
+    role), comment and connection limit; role names only, so two databases compare equal."""
+    where = "WHERE d.datname = '%s'" % db.replace("'", "''")
+    acl_sql = "SELECT array_agg(a::text ORDER BY a::text) FROM pg_database d, unnest(d.datacl) a "
+    settings_sql = (
+        "SELECT coalesce(r.rolname, '(database)') || ': ' || array_to_string(s.setconfig, ' | ')"
+        " FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase"
+        " LEFT JOIN pg_roles r ON r.oid = s.setrole "
+    )
+    one = "SELECT %s FROM pg_database d "
+    return dict(
+        owner=postgres.psql(one % "pg_get_userbyid(d.datdba)" + where),
+        acl=postgres.psql(acl_sql + where),
+        settings=postgres.psql(settings_sql + where + " ORDER BY 1").splitlines(),
+        comment=postgres.psql(one % "shobj_description(d.oid, 'pg_database')" + where),
+        connection_limit=postgres.psql(one % "d.datconnlimit" + where),
+    )
+
+
+def connect_as(postgres, db, role, password):
+    """(ok, stderr) of a psql login of ``role`` into ``db``."""
+    proc = postgres.psql("SELECT current_user", db=db, user=role, password=password, check=False)
+    return proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture
+def locked_down(postgres, tmp_path):
+    """A database closed to PUBLIC, open to one reader, with database and per-role settings."""
+    db = create_db(postgres, unique("locked 'down' db"), rows=50)
+    suffix = db[-6:]
+    reader, outsider, password = "reader %s" % suffix, "outsider %s" % suffix, "pw 'it' $x %s" % suffix
+    for role in (reader, outsider):
+        postgres.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (qi(role), password.replace("'", "''")))
+    postgres.psql(
+        "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;"
+        "GRANT CONNECT ON DATABASE {db} TO {reader};"
+        "ALTER DATABASE {db} SET work_mem = '12MB';"
+        "ALTER DATABASE {db} SET search_path = 'sales dept', public;"
+        "ALTER ROLE {reader} IN DATABASE {db} SET statement_timeout = '7s';"
+        'ALTER ROLE {reader} IN DATABASE {db} SET search_path = "sales dept";'
+        "COMMENT ON DATABASE {db} IS 'orders; it''s \"ALTER DATABASE {lit}\"';"
+        "ALTER DATABASE {db} CONNECTION LIMIT 33".format(db=qi(db), reader=qi(reader), lit=db.replace("'", "''"))
+    )
+    r = _run_module("postgresql_dump", dict(postgres.conn_args(), db=db, backup_dir=str(tmp_path)))
+    assert r["rc"] == 0, r.get("msg")
+    expected = database_properties(postgres, db)
+    assert "app=CTc/app" in expected["acl"] and "reader" in expected["acl"] and not re.search(r"[{,]=", expected["acl"])
+    assert len(expected["settings"]) == 2
+    targets = [db]
+    yield dict(
+        db=db,
+        path=r["backups"][0]["path"],
+        expected=expected,
+        reader=reader,
+        outsider=outsider,
+        password=password,
+        targets=targets,
+    )
+    for name in targets:
+        drop_db(postgres, name)
+    for role in (reader, outsider):
+        postgres.psql("DROP ROLE IF EXISTS %s" % qi(role))
+
+
+def assert_locked_down(postgres, db, case):
+    assert database_properties(postgres, db) == case["expected"]
+    ok, err = connect_as(postgres, db, case["outsider"], case["password"])
+    assert not ok and "permission denied for database" in err, err
+    ok, err = connect_as(postgres, db, case["reader"], case["password"])
+    assert ok, err
+    shown = postgres.psql("SHOW search_path", db=db, user=case["reader"], password=case["password"])
+    assert shown == '"sales dept"'
+
+
+def test_restore_keeps_database_privileges_and_settings_when_replacing(postgres, locked_down, run_module):
+    db = locked_down["db"]
+    assert_locked_down(postgres, db, locked_down)
+    # Drift after the backup: the restore puts the database back as it was dumped.
+    postgres.psql("GRANT CONNECT ON DATABASE %s TO PUBLIC; ALTER DATABASE %s RESET ALL" % (qi(db), qi(db)))
+    r = run_module("postgresql_restore", dict(postgres.conn_args(), backup=locked_down["path"], force=True))
+    assert r["rc"] == 0, r.get("msg")
+    assert_locked_down(postgres, db, locked_down)
+    assert r["replaced"] is True and r["database_properties"]["privileges"] == 2
+    assert no_staging_left(postgres) == []
+
+
+def test_restore_into_a_new_database_carries_privileges_and_settings(postgres, locked_down, run_module):
+    target = unique("locked copy")
+    locked_down["targets"].append(target)
+    r = run_module(
+        "postgresql_restore", dict(postgres.conn_args(), backup=locked_down["path"], target_db=target, jobs=2)
+    )
+    assert r["rc"] == 0, r.get("msg")
+    assert_locked_down(postgres, target, locked_down)
+    assert r["database_properties"] == dict(privileges=2, settings=3, role_settings=2, comment=1, security_labels=0)
+    drill = run_module("postgresql_restore", dict(postgres.conn_args(), backup=locked_down["path"], drill=True))
+    assert drill["rc"] == 0, drill.get("msg")
+    assert no_staging_left(postgres) == []

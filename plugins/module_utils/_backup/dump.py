@@ -33,6 +33,7 @@ from ansible_collections.bosun.platform.plugins.module_utils._backup.layout impo
     parse_timestamp,
     stale_temp_names,
     stem_for,
+    temp_in_use,
     tree_digest,
     tree_files,
     utc_now,
@@ -418,6 +419,8 @@ class Dumper:
     def _remove_stale(self, directory):
         for name in stale_temp_names(directory):
             path = os.path.join(directory, name)
+            if temp_in_use(path):  # a running restore's decompressed copy
+                continue
             self.result["stale_temp_files"].append(path)
             self.result["changed"] = True
             if self.check_mode:

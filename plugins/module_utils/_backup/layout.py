@@ -19,12 +19,20 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
+import tempfile
 
-from ansible_collections.bosun.platform.plugins.module_utils._io import atomic_write, is_temp_name, sha256_file
+from ansible_collections.bosun.platform.plugins.module_utils._io import (
+    TEMP_MARKER,
+    atomic_write,
+    is_temp_name,
+    sha256_file,
+)
 
 UTC = datetime.timezone.utc
 GLOBALS_DIR = "_globals"
@@ -277,11 +285,66 @@ def _newest_first_key(entry):
 
 
 def stale_temp_names(directory):
-    """Leftovers of an interrupted run (only safe to remove while holding the lock)."""
+    """Leftovers of an interrupted run (only safe to remove while holding the lock).
+
+    A restore's temp files are not covered by the directory lock: the restore holds a lock
+    on the file itself, so check ``temp_in_use`` before removing one.
+    """
     try:
         return sorted(n for n in os.listdir(directory) if is_temp_name(n))
     except OSError:
         return []
+
+
+# A restore's temp files: TEMP_MARKER (so every cleaner sees them) followed by this tag.
+RESTORE_TEMP_TAG = TEMP_MARKER + "restore-"
+
+
+def is_restore_temp_name(name):
+    return is_temp_name(name) and RESTORE_TEMP_TAG in name
+
+
+def temp_in_use(path):
+    """True while a live process holds the lock ``locked_temp_file`` takes on a temp file.
+
+    The lock (flock) goes away with the process that held it, kill -9 included, so a temp
+    file that is not in use is a leftover.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return True
+        raise
+    finally:
+        os.close(fd)
+
+
+def locked_temp_file(directory, name):
+    """(fd, path) of a new restore temp file for ``name`` in ``directory``, locked by ``fd``.
+
+    The name carries RESTORE_TEMP_TAG; the lock lasts until ``fd`` is closed (or the process
+    dies), so a cleaner never removes the file while it is used. A cleaner that removed the
+    file between its creation and the lock is noticed (the path no longer names ``fd``'s
+    file) and another name is taken.
+    """
+    for _attempt in range(5):
+        fd, path = tempfile.mkstemp(prefix=".%s%s" % (name, RESTORE_TEMP_TAG), dir=directory)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd, path
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                os.close(fd)
+                raise
+        os.close(fd)
+    raise OSError(errno.EEXIST, "cannot keep a temp file in %s: it is removed as soon as it is made" % directory)
 
 
 def entry_for_path(path):

@@ -99,13 +99,15 @@ class Stage:
 
     ``cut_short_ok``: the program may die of SIGPIPE when a later stage stops reading on
     purpose (``zstd -dc | pg_restore --list`` reads only the table of contents).
+    ``pass_fds``: file descriptors the program inherits (e.g. a pipe it reads as /dev/fd/N).
     """
 
-    def __init__(self, argv, env=None, name=None, cut_short_ok=False):
+    def __init__(self, argv, env=None, name=None, cut_short_ok=False, pass_fds=()):
         self.argv = [str(a) for a in argv]
         self.env = env
         self.name = name or os.path.basename(self.argv[0])
         self.cut_short_ok = cut_short_ok
+        self.pass_fds = tuple(pass_fds)
 
 
 class PipelineResult:
@@ -159,7 +161,9 @@ def run_pipeline(stages, sink=None, runner=None, stdin=None, stdout=None):
             errfiles.append(err)
             last = i == len(stages) - 1
             target = stdout if (last and stdout is not None) else subprocess.PIPE
-            proc = subprocess.Popen(stage.argv, stdin=prev, stdout=target, stderr=err, env=stage.env)
+            proc = subprocess.Popen(
+                stage.argv, stdin=prev, stdout=target, stderr=err, env=stage.env, pass_fds=stage.pass_fds
+            )
             if procs:
                 # Only the next stage holds the read end now: a reader that exits makes
                 # the writer see EPIPE/SIGPIPE instead of blocking for ever.
