@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -26,6 +27,30 @@ import time
 from ansible_collections.bosun.platform.plugins.module_utils import _io
 
 STATE_PREFIX = "# bosun-upstream-state: "
+
+# What may enter a server line. Every field of a member is checked against these before
+# anything is rendered: a newline, ";", "{" or "#" in an inventory value would otherwise
+# add directives of its own to nginx's configuration. The role's preflight checks the
+# same expressions (roles/nginx/vars/main.yml, __nginx_upstream_patterns; a unit test
+# keeps the two equal). \Z, not $: $ also matches before a final newline.
+PATTERNS = {
+    "name": r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,252}\Z",
+    # labels of letters, digits, _ and -, not only digits and dots (that is an IPv4 address)
+    "hostname": (
+        r"^(?![0-9.]+\Z)(?=.{1,253}\Z)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
+        r"(?:[.][A-Za-z0-9_][A-Za-z0-9_-]{0,62})*[.]?\Z"
+    ),
+    "ipv4": r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])[.]){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\Z",
+    # groups of hex digits, at least two colons, at most one "::", an IPv4 tail allowed
+    "ipv6": (
+        r"^(?=[0-9A-Fa-f:.]{2,45}\Z)(?=.*:.*:)(?!.*::.*::)(?:[0-9A-Fa-f]{1,4}|:)(?::[0-9A-Fa-f]{0,4}){1,7}"
+        r"(?::?(?:[0-9]{1,3}[.]){3}[0-9]{1,3})?\Z"
+    ),
+    "unix": r"^unix:/[A-Za-z0-9_.@%+=,~/-]+\Z",
+    "duration": r"^(?=[0-9])(?:[0-9]{1,9}(?:ms|[smhdwMy]))*[0-9]{0,9}\Z",
+}
+ADDRESS_KINDS = ("hostname", "ipv4", "ipv6", "unix")
+UNIX_PREFIX = "unix:"
 
 
 class UpstreamError(Exception):
@@ -49,6 +74,7 @@ def parse(text, path="membership file"):
             if not isinstance(state, dict) or not isinstance(state.get("servers"), list):
                 raise UpstreamError("nginx: the state line of %s has no list of servers" % path)
             state.setdefault("down", [])
+            validate(state, path)
             return lines[:index], state
     raise UpstreamError(
         "nginx: %s has no line starting with %r: it was not written by the bosun.platform.nginx role"
@@ -56,9 +82,73 @@ def parse(text, path="membership file"):
     )
 
 
+def _matches(kind, value):
+    return isinstance(value, str) and re.match(PATTERNS[kind], value) is not None
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_unix(address):
+    """True for a unix socket member (``unix:/path``): no port, no TCP connections to wait for."""
+    return address.startswith(UNIX_PREFIX)
+
+
+def member_problems(server):
+    """What is wrong with one member (a dict of the state line), as ``field: reason`` strings."""
+    problems = []
+
+    def bad(field, reason):
+        shown = json.dumps(server[field]) if field in server else "missing"
+        problems.append("%s %s (%s)" % (field, shown, reason))
+
+    if not _matches("name", server.get("name")):
+        bad("name", "letters, digits, _ . : -")
+    address = server.get("address")
+    if not any(_matches(kind, address) for kind in ADDRESS_KINDS):
+        bad(
+            "address",
+            "a host name, an IPv4 or IPv6 address without brackets or port, or unix:/path; the port is its own field",
+        )
+    if not (_is_int(server.get("port")) and 1 <= server["port"] <= 65535):
+        bad("port", "an integer from 1 to 65535")
+    if "weight" in server and not (_is_int(server["weight"]) and server["weight"] >= 1):
+        bad("weight", "an integer of 1 or more")
+    if not (_is_int(server.get("max_fails")) and server["max_fails"] >= 0):
+        bad("max_fails", "an integer of 0 or more")
+    fail_timeout = server.get("fail_timeout")
+    if not (_matches("duration", fail_timeout) or (_is_int(fail_timeout) and fail_timeout >= 0)):
+        bad("fail_timeout", "an nginx time such as 10s, 1m, 500ms or 1h30m")
+    if not isinstance(server.get("backup", False), bool):
+        bad("backup", "true or false")
+    return problems
+
+
+def validate(state, path="membership file"):
+    """Refuse a state whose members would not render as plain server lines (UpstreamError)."""
+    for index, server in enumerate(state["servers"]):
+        if not isinstance(server, dict):
+            raise UpstreamError("nginx: %s: member %d of the state line is not an object" % (path, index + 1))
+        problems = member_problems(server)
+        if problems:
+            name = server.get("name")
+            who = json.dumps(name) if isinstance(name, str) else "%d" % (index + 1)
+            raise UpstreamError(
+                'nginx: %s: member %s of upstream "%s" is refused, nothing was changed: %s'
+                % (path, who, state.get("name", "?"), "; ".join(problems))
+            )
+    down = state.get("down")
+    if not isinstance(down, list) or not all(isinstance(name, str) for name in down):
+        raise UpstreamError("nginx: %s: the state line's down is not a list of member names" % path)
+
+
 def _server_line(server, down):
     address = server["address"]
-    line = "server %s:%s" % ("[%s]" % address if ":" in address else address, server["port"])
+    if is_unix(address):
+        line = "server %s" % address
+    else:
+        line = "server %s:%s" % ("[%s]" % address if ":" in address else address, server["port"])
     if int(server.get("weight", 1)) != 1:
         line += " weight=%s" % server["weight"]
     line += " max_fails=%s fail_timeout=%s" % (server["max_fails"], server["fail_timeout"])

@@ -17,6 +17,13 @@ description:
     (it works delegated from an app host).
   - Refuses member names the upstream does not have, and marking every non-backup member down
     unless O(allow_all_down=true).
+  - Refuses a membership file whose state line holds a member that would not render as one plain
+    C(server) line (the same checks as the role's preflight), naming the member and the field, and
+    changes nothing. Names are letters, digits, C(_), C(.), C(:) and C(-); an address is a host name, an IPv4
+    address, an IPv6 address (without brackets) or C(unix:/path) (letters, digits, C(_ . @ % + = , ~ / -));
+    C(port) is an integer from 1 to 65535, C(weight) 1 or more, C(max_fails) 0 or more, and
+    C(fail_timeout) an nginx time (C(10s), C(1m), C(500ms), C(1h30m), or seconds as digits). So a
+    newline, C(;), C({) or C(#) in a value never adds directives of its own.
   - The new file is rendered in the role's format (a later role run with the same drain state
     reports no change). It goes live only after the whole configuration tested clean with it
     (C(nginx -t) on a private copy of O(conf_dir)); then it replaces the live file atomically
@@ -90,6 +97,8 @@ notes:
   - The connections counted are every established TCP connection of this host to the members'
     addresses and ports; on a load balancer those are nginx's.
   - C(ss) (iproute2) must be installed.
+  - A member on a unix socket (C(unix:/path)) is marked like any other, but not waited for (it has no
+    TCP connection to count) and is absent from RV(remaining_connections).
 """
 
 EXAMPLES = r"""
@@ -266,7 +275,12 @@ def main():
                         )
                     result["reloaded"] = True
         if p["state"] == "down" and p["wait"] and not module.check_mode:
-            members = [(s["name"], nu.resolve(s["address"], s["port"]), s["port"]) for s in summary["drained"]]
+            # a unix socket member has no TCP connection to count: nothing to wait for
+            members = [
+                (s["name"], nu.resolve(s["address"], s["port"]), s["port"])
+                for s in summary["drained"]
+                if not nu.is_unix(s["address"])
+            ]
             ss = module.get_bin_path("ss", required=True)
             counts, waited, drained = nu.wait_drained(run, ss, members, p["drain_timeout"])
             result.update(

@@ -5,6 +5,7 @@ bytes, ``nginx -t`` on the live tree, and ``ss`` for connections.
 """
 
 import http.client
+import json
 import os
 import subprocess
 import threading
@@ -167,3 +168,34 @@ def test_refusals_name_the_cause(lb, run_module):
     assert allowed["changed"] and allowed["up"] == []
     missing = run_module("nginx_upstream", _args(lb, name="other", hosts=["app1"]))
     assert missing["failed"] and "upstream-other.conf is missing" in missing["msg"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        # passes nginx -t: without the check a server of the file's choosing goes live
+        ("name", "app3\nserver 127.0.0.9:9;"),
+        ("address", "10.0.0.1:80;\n server evil"),
+        ("fail_timeout", "1s; include /etc/passwd"),
+    ],
+)
+def test_an_injected_member_is_refused_and_the_live_configuration_kept(lb, run_module, field, value):
+    # The bad member is in the state line only (the live server lines still pass nginx -t),
+    # as a hand-edited or tampered file would have it.
+    member = dict(lb.servers[0], name="app3")
+    member[field] = value
+    servers = lb.servers + [member]
+    live = membership_file("app", lb.servers).splitlines(keepends=True)
+    tampered = membership_file("app", servers).splitlines(keepends=True)[3]
+    text = "".join(live[:3] + [tampered] + live[4:])
+    with open(lb.membership, "w", encoding="utf-8") as f:
+        f.write(text)
+    mtime = os.stat(os.path.join(lb.dir, "nginx.pid")).st_mtime
+    result = run_module("nginx_upstream", _args(lb, hosts=["app2"], state="down"))
+    assert result["failed"] and not result["changed"] and not result["reloaded"]
+    assert lb.membership in result["msg"] and "member %s" % json.dumps(servers[-1]["name"]) in result["msg"]
+    assert field in result["msg"]
+    assert _read(lb.membership) == text
+    assert os.stat(os.path.join(lb.dir, "nginx.pid")).st_mtime == mtime
+    assert subprocess.run(["nginx", "-t", "-q", "-c", lb.conf], capture_output=True, check=False).returncode == 0
+    assert _served_by(lb) == {"app1", "app2"}

@@ -179,3 +179,109 @@ def test_write_keeps_mode(tmp_path):
     os.chmod(target, 0o640)
     nu.write(str(target), "b\n")
     assert target.read_text() == "b\n" and (os.stat(target).st_mode & 0o777) == 0o640
+
+
+# --- what may enter a server line -----------------------------------------------------
+VARS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "roles", "nginx", "vars", "main.yml")
+
+# (field, value) pairs that would put text of the inventory's choosing into nginx's
+# configuration, or values nginx would misread.
+INJECTIONS = [
+    ("address", "10.0.0.1:80;\n server evil"),
+    ("address", "a b"),
+    ("address", "10.0.0.1;"),
+    ("address", "10.0.0.1:80"),
+    ("address", "[fd00::1]"),
+    ("address", "999.0.0.1"),
+    ("address", "app.internal\n"),
+    ("address", "unix:/run/app.sock; server evil"),
+    ("address", "unix:/run/a b.sock"),
+    ("address", "unix:/run/{x}.sock"),
+    ("address", ""),
+    ("name", "app3\nserver 127.0.0.9:9;"),
+    ("name", "a b"),
+    ("name", "app1;"),
+    ("name", ""),
+    ("fail_timeout", "1s; include /etc/passwd"),
+    ("fail_timeout", "10s\n"),
+    ("fail_timeout", "10s; #"),
+    ("fail_timeout", "ten"),
+    ("fail_timeout", ""),
+    ("port", 0),
+    ("port", 70000),
+    ("port", "8000;"),
+    ("weight", 0),
+    ("weight", "2 backup"),
+    ("weight", True),
+    ("max_fails", -1),
+    ("max_fails", "3;"),
+    ("backup", "yes"),
+]
+
+VALID = [
+    ("address", "10.0.0.11"),
+    ("address", "fd00::12"),
+    ("address", "::1"),
+    ("address", "app-1.lab.example.com."),
+    ("address", "bosun_app_1"),
+    ("address", "localhost"),
+    ("address", "unix:/run/app/app.sock"),
+    ("name", "app-1.lab"),
+    ("name", "10.0.0.11"),
+    ("fail_timeout", "10s"),
+    ("fail_timeout", "1m"),
+    ("fail_timeout", "10"),
+    ("fail_timeout", "500ms"),
+    ("fail_timeout", "1h30m"),
+    ("fail_timeout", 10),
+    ("weight", 5),
+    ("max_fails", 0),
+    ("port", 65535),
+]
+
+
+def _one(field, value):
+    servers = [dict(SERVERS[0]), dict(SERVERS[1])]
+    servers[1][field] = value
+    return {"name": "app", "servers": servers, "down": []}
+
+
+def _file(state):
+    return nu.STATE_PREFIX + json.dumps(state, sort_keys=True) + "\n"
+
+
+@pytest.mark.parametrize(("field", "value"), INJECTIONS)
+def test_parse_refuses_a_member_field_nginx_must_not_read(field, value):
+    state = _one(field, value)
+    who = json.dumps(state["servers"][1]["name"])
+    with pytest.raises(nu.UpstreamError) as caught:
+        nu.parse(_file(state), "/etc/nginx/bosun/upstream-app.conf")
+    message = str(caught.value)
+    assert "/etc/nginx/bosun/upstream-app.conf" in message
+    assert "member %s" % who in message and field in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("field", "value"), VALID)
+def test_parse_accepts_the_forms_nginx_takes(field, value):
+    state = _one(field, value)
+    _header, parsed = nu.parse(_file(state))
+    assert parsed == state
+
+
+def test_a_unix_socket_member_renders_as_the_template_does():
+    servers = SERVERS + [dict(SERVERS[0], name="local", address="unix:/run/app/app.sock")]
+    state = {"name": "app", "servers": servers, "down": ["local"]}
+    text = _template(state)
+    assert "server unix:/run/app/app.sock max_fails=3 fail_timeout=10s down;  # local (drained)\n" in text
+    header, parsed = nu.parse(text)
+    assert nu.render(header, parsed) == text
+
+
+def test_the_role_checks_members_with_the_same_patterns():
+    """The role's preflight (vars/main.yml) and the module refuse the same values."""
+    import yaml
+
+    with open(VARS, encoding="utf-8") as f:
+        role = yaml.safe_load(f)["__nginx_upstream_patterns"]
+    assert role == nu.PATTERNS

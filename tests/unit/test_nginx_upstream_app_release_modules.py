@@ -1,6 +1,9 @@
 """main() of nginx_upstream and app_release: argument handling, check mode, refusals."""
 
+import json
 import os
+
+import pytest
 
 from tests.support.modules import run_module
 from tests.support.nginx import membership_file
@@ -65,3 +68,24 @@ def test_app_release_refuses_an_unsafe_id_and_requires_one(tmp_path):
     assert result["failed"] and 'release id "../etc" must match' in result["msg"]
     result = run_module("app_release", {"state": "current", "root": str(tmp_path)})
     assert result["failed"] and "release" in result["msg"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("address", "10.0.0.1:80;\n server evil"), ("address", "a b"), ("fail_timeout", "1s; include /etc/passwd")]
+    + [("name", "app3\nserver 127.0.0.9:9;")],
+)
+def test_nginx_upstream_refuses_injected_members_and_keeps_the_file(tmp_path, field, value):
+    servers = [dict(SERVERS[0]), dict(SERVERS[1], **{field: value})]
+    (tmp_path / "bosun").mkdir()
+    (tmp_path / "nginx.conf").write_text("events {}\n")
+    path = tmp_path / "bosun" / "upstream-app.conf"
+    path.write_text(membership_file("app", servers))
+    before = path.read_text()
+    # nginx -t stands in as /bin/true: only the module's own checks can refuse
+    args = {"conf_dir": str(tmp_path), "hosts": ["app1"], "nginx_binary": "/bin/true", "reload": "none"}
+    for check_mode in (True, False):
+        result = run_module("nginx_upstream", args, check_mode=check_mode)
+        assert result["failed"] and not result["changed"], result
+        assert "member %s" % json.dumps(servers[1]["name"]) in result["msg"] and field in result["msg"]
+        assert path.read_text() == before

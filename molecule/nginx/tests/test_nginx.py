@@ -265,6 +265,39 @@ def test_a_broken_configuration_never_goes_live(host):
     assert _https(host, "/still-serving")[0].status == 200
 
 
+def test_injected_upstream_members_are_refused_before_anything_is_written(host):
+    """Inventory values with a newline or ";" never reach nginx's configuration."""
+    membership = "/etc/nginx/bosun/upstream-app.conf"
+    before = host.check_output("sha256sum %s %s" % (membership, SITE))
+    servers = [
+        {"name": "app1", "address": "127.0.0.2"},
+        {"name": "app2", "address": "127.0.0.3", "fail_timeout": "1s; include /etc/passwd"},
+        {"name": "app3\nserver 127.0.0.9:9;", "address": "127.0.0.4"},
+        {"name": "app4", "address": "10.0.0.1:80;\n server evil"},
+    ]
+    rc, out = _playbook("converge.yml", {"nginx_upstream_servers": servers})
+    assert rc != 0
+    refused = list(_task_results(out, "Refuse member names, addresses and numbers that are not plain values"))
+    assert refused and refused[0].get("failed"), _failures(out) or out
+    message = refused[0]["msg"]
+    for expected in (
+        'member "app2": fail_timeout',
+        'member "app3\\nserver 127.0.0.9:9;": name',
+        'member "app4": address',
+    ):
+        assert expected in message, message
+    changed = [
+        task["task"]["name"]
+        for play in out.get("plays", [])
+        for task in play["tasks"]
+        if any(result.get("changed") for result in task["hosts"].values())
+    ]
+    assert changed == []
+    assert host.check_output("sha256sum %s %s" % (membership, SITE)) == before
+    assert "127.0.0.9" not in host.file(membership).content_string
+    assert sorted(set(_served_by(host, 10))) == ["app1", "app2"]
+
+
 def test_drain_refuses_unknown_members_and_emptying_the_upstream(host):
     rc, out = _playbook("drain.yml", {"drain_hosts": ["app1", "app2"], "drain_state": "down"})
     assert rc != 0
