@@ -35,12 +35,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tests.support import wal_tool  # noqa: E402
 from tests.support.collection import install  # noqa: E402
 from tests.support.modules import run_module  # noqa: E402
 from tests.support.servers import PostgresServer, TestCA, _chown_tree, _service_user  # noqa: E402
 
-WAL_TOOL = os.path.join(ROOT, "plugins", "module_utils", "_backup", "wal.py")
-PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+# Installed as the postgresql role installs it (PostgreSQL runs it as its own user).
+WAL_TOOL = wal_tool.command()
+PYTHON = wal_tool.PYTHON
 OS_USER = _service_user("postgres")
 
 

@@ -25,9 +25,13 @@ import shutil
 import tarfile
 import time
 
-from ansible_collections.bosun.platform.plugins.module_utils import _io
+from ansible_collections.bosun.platform.plugins.module_utils import _io, _safe_tar
 
-RELEASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
+# The one definition of a release id (the app role passes ids to the module, which checks
+# them): the whole id must match, so "1.0\n" is refused (a directory name with a newline, a
+# forged line in the deploy ledger).
+RELEASE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
+RELEASE_ID_RE = re.compile(RELEASE_ID_PATTERN)
 UNFINISHED_MARKER = ".bosun-unfinished"
 FINISHED_MARKER = ".bosun-release.json"
 VENV_MARKER = ".bosun-complete"
@@ -63,8 +67,12 @@ class Layout:
 
 
 def check_release_id(release):
-    if not release or not re.match(RELEASE_ID_PATTERN, release):
-        raise ReleaseError('app: release id "%s" must match %s.' % (release or "", RELEASE_ID_PATTERN))
+    if not isinstance(release, str) or not RELEASE_ID_RE.fullmatch(release):
+        raise ReleaseError(
+            "app: release id %s must match %s as a whole (1 to 128 letters, digits, '.', '_', '+', '-', "
+            "the first a letter or digit)."
+            % (json.dumps(release if isinstance(release, str) else ""), RELEASE_ID_PATTERN)
+        )
 
 
 def is_finished(release_dir):
@@ -124,102 +132,23 @@ def public_state(state):
 # --- Unpacking -----------------------------------------------------------------------------
 
 
-def _strip(name, components):
-    parts = [part for part in name.split("/") if part not in ("", ".")]
-    if len(parts) <= components:
-        return None
-    return parts[components:]
-
-
-def _safe_parts(parts, member_name, artifact):
-    if member_name.startswith("/") or ".." in parts:
-        raise ReleaseError("app: %s: refusing the member %r (absolute path or ..)" % (artifact, member_name))
-    return parts
-
-
-def _inside(base, path):
-    base = os.path.realpath(base)
-    real = os.path.realpath(path)
-    return real == base or real.startswith(base + os.sep)
-
-
 def unpack(artifact, dest, strip_components, gid):
     """Unpack the tarball ``artifact`` into ``dest`` (root:gid), refusing anything that escapes it.
 
-    Refused: absolute names, ``..``, symlinks and hard links pointing outside ``dest``,
-    device and fifo members, anything written through a symlink.
+    The rules are those of ``_safe_tar`` (shared with bosun-wal's base backups): relative
+    names without ``..``, each name once, nothing written through or following a symlink,
+    symlinks that stay inside the release at every step, hard links to files of the same
+    tarball only, no devices or fifos.
     """
     try:
         archive = tarfile.open(artifact, "r:*")
     except (tarfile.TarError, IOError, OSError) as exc:
         raise ReleaseError("app: cannot read the release tarball %s (%s)" % (artifact, exc)) from None
-    dirs = []
     with archive:
-        for member in archive:
-            parts = _strip(member.name, strip_components)
-            if parts is None:
-                continue
-            _safe_parts(parts, member.name, artifact)
-            target = os.path.join(dest, *parts)
-            parent = os.path.dirname(target)
-            if not _inside(dest, parent):
-                raise ReleaseError(
-                    "app: %s: the member %r would be written outside the release" % (artifact, member.name)
-                )
-            if not os.path.isdir(parent):
-                os.makedirs(parent, 0o755)
-                dirs.append((parent, None))
-            if os.path.lexists(target) and not (member.isdir() and os.path.isdir(target)):
-                if os.path.isdir(target) and not os.path.islink(target):
-                    shutil.rmtree(target)
-                else:
-                    os.unlink(target)
-            mode = member.mode & 0o777
-            if member.isdir():
-                if not os.path.isdir(target):
-                    os.mkdir(target, 0o700)
-                dirs.append((target, member))
-            elif member.isfile():
-                source = archive.extractfile(member)
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as out:
-                    shutil.copyfileobj(source, out)
-                os.chown(target, 0, gid)
-                os.chmod(target, mode)
-                os.utime(target, (member.mtime, member.mtime))
-            elif member.issym():
-                link = member.linkname
-                if link.startswith("/") or not _inside(dest, os.path.join(parent, link)):
-                    raise ReleaseError(
-                        "app: %s: the symlink %r -> %r points outside the release" % (artifact, member.name, link)
-                    )
-                os.symlink(link, target)
-                os.lchown(target, 0, gid)
-            elif member.islnk():
-                link_parts = _strip(member.linkname, strip_components)
-                if link_parts is None or ".." in link_parts or member.linkname.startswith("/"):
-                    raise ReleaseError(
-                        "app: %s: the hard link %r -> %r points outside the release"
-                        % (artifact, member.name, member.linkname)
-                    )
-                source = os.path.join(dest, *link_parts)
-                if os.path.islink(source) or not os.path.isfile(source) or not _inside(dest, source):
-                    raise ReleaseError(
-                        "app: %s: the hard link %r -> %r has no file in the release"
-                        % (artifact, member.name, member.linkname)
-                    )
-                os.link(source, target)
-            else:
-                raise ReleaseError(
-                    "app: %s: refusing the member %r (devices and fifos are not release content)"
-                    % (artifact, member.name)
-                )
-    # Directories last, deepest first: their modes may forbid writing into them.
-    for path, member in reversed(dirs):
-        os.chown(path, 0, gid)
-        os.chmod(path, (member.mode & 0o777 | 0o700) if member is not None else 0o755)
-        if member is not None:
-            os.utime(path, (member.mtime, member.mtime))
+        try:
+            _safe_tar.extract(archive, dest, artifact, strip_components, owner=(0, gid), implicit_dir_mode=0o755)
+        except _safe_tar.ExtractError as exc:
+            raise ReleaseError("app: %s" % exc) from None
 
 
 # --- Installing ------------------------------------------------------------------------------

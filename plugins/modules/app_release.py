@@ -15,9 +15,11 @@ description:
     C(releases/<id>/), C(shared/), C(venvs/), C(artifacts/) and the C(current) and C(previous) symlinks.
   - V(installed) installs release O(release) from a tarball already on the host (O(artifact)). The
     release directory carries an unfinished marker (C(.bosun-unfinished)) from the start; the tarball is
-    unpacked (members that would land outside the release, absolute names, C(..), links pointing
-    outside and device files are refused; O(strip_components) leading components removed; files owned
-    by root and group O(group)); the release's own copies of O(shared_paths) are replaced by links
+    unpacked (refused, with the member named - absolute names, C(..), a name that appears twice, anything
+    written through a symlink, symlinks that are absolute or lead outside the release at any step, hard
+    links to anything but an earlier file of the tarball, devices and fifos; O(strip_components) leading
+    components removed; files owned by root and group O(group), set without following symlinks); the
+    release's own copies of O(shared_paths) are replaced by links
     into C(shared/); the virtualenv of its requirements file is built or reused; O(build_command)
     runs; then the record C(.bosun-release.json) is written and the marker removed. A finished release
     is left alone; an unfinished one (an interrupted install) is removed and installed again.
@@ -45,8 +47,10 @@ options:
     required: true
   release:
     description:
-      - Release id (letters, digits, C(._+-), at most 128). Required with V(installed) and V(current);
-        with V(pruned) it is kept whatever its age.
+      - Release id (letters, digits, C(._+-), at most 128, the first a letter or digit; the whole id must match,
+        so a trailing newline is refused). Required with V(installed) and V(current); with V(pruned) it is kept
+        whatever its age. Checked with every O(state) when given, so that a role can have an id checked by
+        V(query) before using it in a path.
     type: str
     default: ""
   group:
@@ -262,6 +266,8 @@ def main():
 
     host = ar.Host(module.check_mode, run)
     try:
+        if p["release"]:
+            ar.check_release_id(p["release"])
         if p["state"] == "query":
             module.exit_json(changed=False, **ar.public_state(ar.query(layout)))
         if p["state"] == "pruned":

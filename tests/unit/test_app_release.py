@@ -3,12 +3,16 @@
 import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
 import time
 
 import pytest
 from ansible_collections.bosun.platform.plugins.module_utils import _app_release as ar
+
+from tests.support.collection import collections_path
+from tests.support.modules import run_module
 
 GID = os.getgid()
 
@@ -138,12 +142,12 @@ def test_a_failed_build_leaves_the_release_unfinished_and_it_is_redone(layout, t
 @pytest.mark.parametrize(
     "members, message",
     [
-        ({"../evil": "x"}, "absolute path or"),
-        ({"/etc/evil": "x"}, "absolute path or"),
-        ({"link": (tarfile.SYMTYPE, "/etc/passwd")}, "points outside"),
-        ({"link": (tarfile.SYMTYPE, "../../x")}, "points outside"),
-        ({"hard": (tarfile.LNKTYPE, "../x")}, "hard link"),
-        ({"dev": (tarfile.CHRTYPE, "")}, "devices"),
+        ({"../evil": "x"}, "'../evil': a .. in the name"),
+        ({"/etc/evil": "x"}, "'/etc/evil': an absolute name"),
+        ({"link": (tarfile.SYMTYPE, "/etc/passwd")}, "'link': the symlink -> '/etc/passwd': its target is an absolute"),
+        ({"link": (tarfile.SYMTYPE, "../../x")}, "'link': the symlink -> '../../x': it leads outside"),
+        ({"hard": (tarfile.LNKTYPE, "../x")}, "'hard': the hard link -> '../x' leads outside"),
+        ({"dev": (tarfile.CHRTYPE, "")}, "'dev': a device node"),
     ],
 )
 def test_unpack_refuses_what_escapes_the_release(layout, tmp_path, members, message):
@@ -182,9 +186,74 @@ def test_prepare_only_marks_the_release_unfinished(layout):
 
 
 def test_refuses_unsafe_release_ids(layout):
-    for bad in ("", "../x", ".hidden", "a/b", "x" * 129):
+    for bad in ("", "../x", ".hidden", "a/b", "x" * 129, "1.0\n", "1.0\nx", "\n1.0", "1.0 ", "1.0\r"):
         with pytest.raises(ar.ReleaseError, match="must match"):
             ar.switch(ar.Host(False, FakeRun()), layout, bad)
+        with pytest.raises(ar.ReleaseError, match="must match"):
+            ar.install(ar.Host(True, FakeRun()), layout, bad, _options(None), GID)
+    # The id is shown escaped: a newline cannot start a line of its own in a log.
+    with pytest.raises(ar.ReleaseError) as refused:
+        ar.check_release_id("1.0\nforged")
+    assert "\n" not in str(refused.value) and '"1.0\\nforged"' in str(refused.value)
+    for good in ("1", "1.0.0", "2024.06.1+build.7", "g0123456789ab", "x" * 128):
+        ar.check_release_id(good)
+
+
+def test_the_release_id_rule_has_one_definition():
+    """The app role and the playbooks hand release ids to the module instead of carrying a
+    second copy of the pattern that could drift from it."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    copies = []
+    for top in ("roles", "playbooks"):
+        for dirpath, _dirs, files in os.walk(os.path.join(root, top)):
+            for name in files:
+                if name.endswith((".yml", ".yaml", ".j2")):
+                    path = os.path.join(dirpath, name)
+                    with open(path, encoding="utf-8") as f:
+                        text = f.read()
+                    if "A-Za-z0-9._+-" in text or "release_id_pattern" in text:
+                        copies.append(os.path.relpath(path, root))
+    assert copies == []
+
+
+def test_deploy_refuses_an_unsafe_release_id_on_the_controller_first(tmp_path):
+    """-e release='1.0<newline>forged' stops in the resolve play, before any host, ledger or log line."""
+    artifact = _tar(tmp_path / "app.tar.gz", {"app.py": "x"})
+    extra = tmp_path / "extra.json"
+    log = tmp_path / "deployments.log"  # the controller's deployment log
+    extra.write_text(json.dumps({"release": "1.0\nforged", "artifact": artifact, "bosun_deploy_log": str(log)}))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            "@%s" % extra,
+            "-e",
+            "ansible_python_interpreter=%s" % sys.executable,
+            os.path.join(root, "playbooks", "deploy.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_LOCALHOST_WARNING="false"),
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert "TASK [Refuse an unsafe release id]" in proc.stdout
+    assert 'release id "1.0\\nforged" must match' in proc.stdout
+    assert "PLAY [Lock and prepare]" not in proc.stdout
+    assert not log.exists()  # it used to get "release=1.0" and a forged line "forged result=..."
+
+
+def test_the_module_checks_the_release_id_of_every_state(tmp_path):
+    for state in ("query", "pruned", "installed", "current"):
+        result = run_module("app_release", {"state": state, "root": str(tmp_path), "release": "1.0\n"})
+        assert result["failed"] and 'release id "1.0\\n" must match' in result["msg"], (state, result)
+    assert os.listdir(tmp_path) == []
 
 
 def test_switch_moves_current_and_previous(layout):
