@@ -1,7 +1,8 @@
 """WAL archiving (bosun-wal) and point-in-time recovery against a real PostgreSQL.
 
 The server archives with the tool itself as archive_command, run by the system's Python
-(the tool is standard library only, as on the db hosts). Effects are probed independently:
+(the tool is standard library only, as on the db hosts) from a copy installed as the
+postgresql role installs it (tests/support/wal_tool.py). Effects are probed independently:
 the files and their sha256 on disk, pg_stat_archiver, the server's own pg_wal files, and
 the rows of the recovered cluster.
 """
@@ -18,11 +19,15 @@ import time
 
 import pytest
 
+from tests.support import wal_tool
 from tests.support.collection import ROOT, collections_path
 from tests.support.servers import PostgresServer, _chown_tree, _service_user
 
-WAL_TOOL = os.path.join(ROOT, "plugins", "module_utils", "_backup", "wal.py")
-PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+# Installed as the postgresql role installs it (a copy every user can read, the same files
+# and wrapper), never run from the checkout: PostgreSQL runs it as its own user, and a
+# clone may live where only its owner can read.
+WAL_TOOL = wal_tool.command()
+PYTHON = wal_tool.PYTHON
 ARCHIVE_TIMEOUT = 10
 OS_USER = _service_user("postgres")
 
@@ -160,7 +165,8 @@ def test_corrupt_archived_segment_fails_fetch_by_name(archiving, tmp_path):
             f.write(bytes(data))
         dest = tmp_path / "out"
         proc = tool("fetch", "--archive", archiving.archive, name, str(dest))
-        assert 0 < proc.returncode <= 125 and proc.returncode == 4
+        # Above 125: PostgreSQL aborts the recovery (1-125 would read as "end of the archive").
+        assert proc.returncode == 200, proc.stderr
         assert name in proc.stderr and "corrupt" in proc.stderr
         assert not dest.exists()
     finally:
@@ -283,6 +289,7 @@ def test_pitr_drill_playbook(archiving, run_module, workdir):
 
 
 def run_playbook(name, extra, workdir):
+    extra = dict(extra, bosun_lock_path=os.path.join(workdir, "platform.lock"))  # restore_pitr.yml takes it
     extra_file = os.path.join(workdir, "extra.json")
     with open(extra_file, "w") as f:
         json.dump(extra, f)
@@ -385,3 +392,126 @@ def test_restore_pitr_to_a_named_restore_point_then_the_end(archiving, workdir):
             assert result["timeline"] >= 2
     finally:
         tool(*user_args, "stop", "--data-dir", data, "--remove")
+
+
+# -- safety: what `stop --remove` may delete; a damaged segment aborts the recovery ---------
+EXIT_REFUSED = 8
+EXIT_RECOVERY = 7
+AS_OS_USER = ["--run-as", OS_USER.pw_name] if OS_USER else []
+
+
+def test_stop_remove_refuses_the_live_cluster(archiving):
+    """The running server's data directory: found by itself, and refused by name too."""
+    pg = archiving
+    for extra in ([], ["--protect", pg.datadir]):
+        proc = tool(*AS_OS_USER, "stop", "--data-dir", pg.datadir, "--remove", *extra)
+        assert proc.returncode == EXIT_REFUSED, proc.stdout + proc.stderr
+        assert "refusing %s" % pg.datadir in proc.stderr and json.loads(proc.stdout)["ok"] is False
+    assert pg.psql("SELECT 1") == "1" and os.path.exists(os.path.join(pg.datadir, "PG_VERSION"))
+
+
+def test_restore_pitr_refuses_the_live_data_directory_as_scratch(archiving, workdir):
+    pg = archiving
+    proc = run_playbook(
+        "restore_pitr.yml",
+        dict(
+            bosun_pitr_hosts="localhost",
+            bosun_pitr_become=False,
+            bosun_pitr_tool=[PYTHON, WAL_TOOL],
+            bosun_pitr_os_user=OS_USER.pw_name if OS_USER else os.environ.get("USER", ""),
+            bosun_pitr_archive_dir=pg.archive,
+            bosun_pitr_base_dir=os.path.join(workdir, "base"),
+            bosun_pitr_data_dir=pg.datadir,
+            bosun_pitr_scratch_dir=pg.datadir,
+            bosun_pitr_scratch_port=pg.port + 3,
+        ),
+        workdir,
+    )
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert "refusing" in proc.stdout and "live data directory" in proc.stdout, proc.stdout[-3000:]
+    assert "Recover (restore the base backup" not in proc.stdout  # refused before anything happened
+    assert pg.psql("SELECT 1") == "1" and os.path.exists(os.path.join(pg.datadir, "PG_VERSION"))
+
+
+_DAMAGED = {}
+
+
+@pytest.fixture
+def after_a_base_backup(archiving, run_module, workdir):
+    """A fresh verified base backup (its own directory, no retention), then two segments
+    archived after it: the first of those is the one to damage."""
+    if not _DAMAGED:
+        pg = archiving
+        base_dir = make_dir(os.path.join(workdir, "base-damaged"))
+        result = run_module("postgresql_basebackup", dict(pg.conn_args(), backup_dir=base_dir))
+        assert result["rc"] == 0 and result["backup"]["verified"] is True, result.get("msg")
+        _chown_tree(base_dir, OS_USER)
+        pg.psql("CREATE TABLE IF NOT EXISTS after_backup (id int)")
+        pg.psql("INSERT INTO after_backup SELECT generate_series(1, 1000)")
+        first = switch_and_wait(pg)
+        pg.psql("INSERT INTO after_backup SELECT generate_series(1, 1000)")
+        last = switch_and_wait(pg)
+        _DAMAGED.update(backup=result["backup"]["path"], start_wal=result["backup"]["start_wal"], damaged=first)
+        _DAMAGED["last"] = last
+    return _DAMAGED
+
+
+@pytest.mark.parametrize("method,damage", [("lz4", "truncated"), ("zstd", "bit flip"), ("gzip", "truncated")])
+def test_recovery_to_the_end_of_the_archive_aborts_at_a_damaged_segment(
+    archiving, workdir, after_a_base_backup, method, damage
+):
+    """No target: recovery must not promote at the segment before the damaged one (exit 1-125
+    from restore_command would mean "end of the archive" to PostgreSQL)."""
+    pg, case = archiving, after_a_base_backup
+    archive = make_dir(os.path.join(workdir, "archive-" + method))
+    listed = json.loads(tool("list", "--archive", pg.archive, check=0).stdout)["files"]
+    needed = [f["name"] for f in listed if f["name"].endswith(".history") or f["name"][8:] >= case["start_wal"][8:]]
+    assert case["damaged"] in needed and case["last"] in needed
+    plain = os.path.join(workdir, "plain-segment")
+    for name in needed:  # the archive since the backup, stored with this codec
+        tool("fetch", "--archive", pg.archive, name, plain, check=0)
+        tool("push", "--archive", archive, "--compress", method, plain, name, check=0)
+    os.unlink(plain)
+    stored = stored_path(archive, case["damaged"])
+    data = bytearray(open(stored, "rb").read())
+    if damage == "bit flip":  # the sha256 differs from the checksum file
+        data[len(data) // 2] ^= 0x10
+    else:  # cut short before its checksum was taken: the checksum matches, it does not decompress
+        data = data[: len(data) // 2]
+    with open(stored, "wb") as f:
+        f.write(bytes(data))
+    if damage == "truncated":
+        with open(stored + ".sha256", "w") as f:
+            f.write("%s  %s\n" % (hashlib.sha256(bytes(data)).hexdigest(), os.path.basename(stored)))
+    _chown_tree(archive, OS_USER)
+    data_dir = os.path.join(make_dir(os.path.join(workdir, "scratch")), "damaged-" + method)
+    proc = tool(
+        *AS_OS_USER,
+        "recover",
+        "--archive",
+        archive,
+        "--backup",
+        case["backup"],
+        "--data-dir",
+        data_dir,
+        "--port",
+        str(pg.port + 4),
+        "--timeout",
+        "120",
+    )
+    try:
+        result = json.loads(proc.stdout)
+        assert proc.returncode == EXIT_RECOVERY and result["ok"] is False, proc.stdout + proc.stderr
+        assert case["damaged"] in result["msg"] and "could not be restored" in result["msg"], result["msg"]
+        log_text = open(data_dir + ".recover.log").read()
+        # PostgreSQL itself aborted (exit status above 125): it did not take it for the end.
+        assert 'FATAL:  could not restore file "%s" from archive' % case["damaged"] in log_text, log_text[-3000:]
+        assert "database system is ready to accept connections" not in log_text
+        assert "selected new timeline ID" not in log_text
+        assert not os.path.exists(os.path.join(data_dir, "postmaster.pid"))
+    finally:
+        # recover marked the directory as its scratch cluster: stop --remove deletes it.
+        removed = tool(*AS_OS_USER, "stop", "--data-dir", data_dir, "--remove")
+        assert removed.returncode == 0, removed.stderr
+        assert not os.path.exists(data_dir) and not os.path.exists(data_dir + ".recover.log")
+        shutil.rmtree(archive, ignore_errors=True)

@@ -18,17 +18,24 @@ has to offer the same few methods)::
 Rules (those of PostgreSQL's archive_command, kept exactly):
 
 * a file appears under its final name only complete and durable: compressed into a temp
-  file beside it, fsynced, its checksum file written the same way, renamed, directory fsynced;
+  file beside it, fsynced, its checksum file put in place first, then the file published
+  with ``link()``, which never replaces an existing file (a writer racing this one cannot
+  be overwritten, nor overwrite), directory fsynced;
 * pushing a file the archive already holds with the same content succeeds (exit 0), with
   different content fails (exit 3) and leaves the archived file alone;
-* every exit code is between 0 and 125 (higher ones, and signals, stop PostgreSQL's archiver);
+* push exits between 0 and 125 (higher ones, and signals, stop PostgreSQL's archiver);
 * messages go to stderr, which PostgreSQL writes to its log;
 * fetching a file the archive does not hold exits 1 quietly (PostgreSQL probes for files
-  that do not exist, such as the next timeline's history); a file whose checksum or
-  compression check fails exits 4 with its name.
+  that do not exist, such as the next timeline's history). Any other failure of fetch (the
+  stored file's sha256 differs from its checksum file, it does not decompress, the
+  decompressor or the archive is missing) exits 200: PostgreSQL reads an exit status above
+  125 from restore_command as fatal and aborts the recovery, where 1-125 would mean "not
+  in the archive" and end it, promoting at the point reached.
 
 ``recover`` restores a base backup (written by bosun.platform.postgresql_basebackup) into a
-new data directory and replays the archive up to a target; ``stop`` stops such a cluster.
+new data directory and replays the archive up to a target; ``stop`` stops such a cluster and
+``stop --remove`` deletes it: only a scratch cluster ``recover`` created (it carries a marker
+file naming its directory and a random id), never the live cluster's directory.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -41,10 +48,12 @@ import errno
 import glob
 import gzip
 import hashlib
+import importlib
 import json
 import os
 import pwd
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -53,6 +62,13 @@ import sys
 import tarfile
 import tempfile
 import time
+
+if __package__:
+    from ansible_collections.bosun.platform.plugins.module_utils import _safe_tar
+else:
+    # The installed tool (the postgresql role's bosun_wal.py): the shared extraction code
+    # is installed beside it (roles/postgresql/vars/main.yml, __postgresql_wal_tool_files).
+    _safe_tar = importlib.import_module("bosun_safe_tar")
 
 PROG = "bosun-wal"
 EXIT_OK = 0
@@ -63,6 +79,11 @@ EXIT_CORRUPT = 4
 EXIT_NO_SPACE = 5
 EXIT_IO = 6
 EXIT_RECOVERY = 7
+EXIT_REFUSED = 8
+# fetch: any failure but "not in the archive". PostgreSQL treats a restore_command exit status
+# above 125 as fatal (wait_result_is_any_signal) and aborts the recovery instead of ending it.
+EXIT_FETCH_FATAL = 200
+SCRATCH_MARKER = "bosun-wal-scratch.json"
 
 COMPRESSIONS = ("none", "gzip", "zstd", "lz4")
 EXTENSIONS = {"none": "", "gzip": ".gz", "zstd": ".zst", "lz4": ".lz4"}
@@ -203,7 +224,9 @@ class DirectoryStore:
         return tmp
 
     def put(self, key, data, checksum):
-        """Store ``data`` under ``key`` with its checksum file: never a partial file under either name."""
+        """Store ``data`` under ``key`` with its checksum file: never a partial file under either
+        name, never in place of a stored file. Returns False, storing nothing, when ``key``
+        exists (another writer got there first; the caller compares the contents)."""
         path = os.path.join(self.root, key)
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
@@ -211,21 +234,47 @@ class DirectoryStore:
             fsync_dir(os.path.dirname(directory))
         base = os.path.basename(path)
         self._remove_stale_temps(directory, base)
+        line = ("%s  %s\n" % (checksum, base)).encode()
         data_tmp = self._write_temp(directory, base, data)
         sum_tmp = None
         try:
-            sum_tmp = self._write_temp(directory, base + CHECKSUM_SUFFIX, ("%s  %s\n" % (checksum, base)).encode())
+            sum_tmp = self._write_temp(directory, base + CHECKSUM_SUFFIX, line)
+            if os.path.lexists(path):
+                return False
             # The checksum goes first: a checksum without its file is ignored (the file is
             # not archived) and replaced by the next push; a file never lacks its checksum.
             os.rename(sum_tmp, path + CHECKSUM_SUFFIX)
             sum_tmp = None
-            os.rename(data_tmp, path)
-            data_tmp = None
+            # link() fails when the name exists: unlike rename(), it can never replace a
+            # file another writer published since the check above.
+            try:
+                os.link(data_tmp, path)
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+                self._restore_checksum(key, line)
+                return False
         finally:
-            for leftover in (data_tmp, sum_tmp):
+            for leftover in (data_tmp, sum_tmp):  # the published file is a link of data_tmp
                 if leftover:
                     _unlink_quietly(leftover)
         fsync_dir(directory)
+        return True
+
+    def _restore_checksum(self, key, ours):
+        """Lost a race: if the checksum file is the one this writer put in place (over that of
+        the file that won), write the winner's back. Any other content is not ours to touch."""
+        path = os.path.join(self.root, key)
+        try:
+            with open(path + CHECKSUM_SUFFIX, "rb") as f:
+                if f.read() != ours:
+                    return
+            with open(path, "rb") as f:
+                digest = sha256_bytes(f.read())
+        except (IOError, OSError):
+            return
+        if not ours.startswith(digest.encode() + b" "):
+            self.put_checksum(key, digest)
 
     @staticmethod
     def _remove_stale_temps(directory, base, age=STALE_TEMP_SECONDS):
@@ -326,14 +375,25 @@ def compress(data, method, level=None):
 
 
 def decompress(data, method, what):
+    """The original bytes. Data that does not decompress is WalError(EXIT_CORRUPT), decided by
+    the decompressor's exit status (or gzip's exception), never by the wording of its message;
+    a missing decompressor is WalError(EXIT_IO)."""
     if method == "none":
         return data
     if method == "gzip":
         try:
             return gzip.decompress(data)
         except (OSError, EOFError, ValueError) as exc:
-            raise WalError("%s: gzip data is damaged: %s" % (what, exc), EXIT_CORRUPT) from exc
-    return _run_filter([_tool(method), "-d", "-q", "-c"], data, what)
+            raise WalError("%s is corrupt: its gzip data does not decompress (%s)" % (what, exc), EXIT_CORRUPT) from exc
+    argv = [_tool(method), "-d", "-q", "-c"]
+    proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        raise WalError(
+            "%s is corrupt: its %s data does not decompress (%s -d exited with %d: %s)"
+            % (what, method, method, proc.returncode, proc.stderr.decode("utf-8", "replace").strip()),
+            EXIT_CORRUPT,
+        )
+    return proc.stdout
 
 
 # -- push and fetch -------------------------------------------------------------------------
@@ -346,36 +406,45 @@ def push(store, path, name=None, method="none", level=None):
     except (IOError, OSError) as exc:
         raise WalError("cannot read %s: %s" % (path, exc.strerror or exc), EXIT_IO) from exc
     existing = store.find(name)
-    if existing is not None:
-        what = store.describe(existing.key)
+    if existing is None:
+        stored = compress(raw, method, level)
+        key = os.path.join(store.subdir(name), name + EXTENSIONS[method])
         try:
-            stored = store.read(existing.key)
-            old = decompress(stored, existing.compression, what)
-        except WalError:
-            old = None
-        if old is not None and sha256_bytes(old) == sha256_bytes(raw):
-            digest = sha256_bytes(stored)
-            if store.read_checksum(existing.key) != digest:
-                store.put_checksum(existing.key, digest)
-            return "%s is already archived with identical content (%s)" % (name, what)
-        raise WalError(
-            "refusing to overwrite %s: the archive already holds %s with different content "
-            "(archived sha256 %s, this one %s); nothing was changed"
-            % (what, name, sha256_bytes(old) if old is not None else "unreadable", sha256_bytes(raw)),
-            EXIT_CONFLICT,
-        )
-    stored = compress(raw, method, level)
-    key = os.path.join(store.subdir(name), name + EXTENSIONS[method])
+            if store.put(key, stored, sha256_bytes(stored)):
+                return "archived %s as %s (%d bytes, %s)" % (name, store.describe(key), len(stored), method)
+        except (IOError, OSError) as exc:
+            code = EXIT_NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else EXIT_IO
+            raise WalError(
+                "cannot archive %s to %s: %s; nothing was written under its name"
+                % (name, store.describe(key), exc.strerror or exc),
+                code,
+            ) from exc
+        # Another writer published this name since find(): compare with what it stored.
+        existing = store.find(name)
+        if existing is None:
+            raise WalError("%s appeared in the archive and went again while being archived; retry" % name, EXIT_IO)
+    return _compare_with_archived(store, name, existing, raw)
+
+
+def _compare_with_archived(store, name, existing, raw):
+    """Pushing a name the archive holds: identical content is success, different is refused."""
+    what = store.describe(existing.key)
     try:
-        store.put(key, stored, sha256_bytes(stored))
-    except (IOError, OSError) as exc:
-        code = EXIT_NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else EXIT_IO
-        raise WalError(
-            "cannot archive %s to %s: %s; nothing was written under its name"
-            % (name, store.describe(key), exc.strerror or exc),
-            code,
-        ) from exc
-    return "archived %s as %s (%d bytes, %s)" % (name, store.describe(key), len(stored), method)
+        stored = store.read(existing.key)
+        old = decompress(stored, existing.compression, what)
+    except WalError:
+        old = None
+    if old is not None and sha256_bytes(old) == sha256_bytes(raw):
+        digest = sha256_bytes(stored)
+        if store.read_checksum(existing.key) != digest:
+            store.put_checksum(existing.key, digest)
+        return "%s is already archived with identical content (%s)" % (name, what)
+    raise WalError(
+        "refusing to overwrite %s: the archive already holds %s with different content "
+        "(archived sha256 %s, this one %s); nothing was changed"
+        % (what, name, sha256_bytes(old) if old is not None else "unreadable", sha256_bytes(raw)),
+        EXIT_CONFLICT,
+    )
 
 
 def fetch(store, name, dest):
@@ -505,43 +574,41 @@ def verify_backup_files(m):
             )
 
 
-def _safe_members(archive, dest):
-    root = os.path.realpath(dest)
-    for member in archive:
-        name = member.name
-        if name.startswith("/") or ".." in name.split("/"):
-            raise WalError("refusing the unsafe name %r in a base backup" % name, EXIT_RECOVERY)
-        if member.issym() or member.islnk():
-            target = os.path.realpath(os.path.join(root, os.path.dirname(name), member.linkname))
-            if member.islnk() or not target.startswith(root + os.sep):
-                raise WalError("refusing the link %r in a base backup (tablespaces are not supported)" % name)
-        if not (member.isfile() or member.isdir() or member.issym()):
-            continue
-        yield member
-
-
 def extract_tar(path, dest):
-    """Extract a base backup's tar (plain, .gz, .zst or .lz4) into ``dest``."""
-    proc = None
-    if path.endswith(".gz"):
-        archive = tarfile.open(path, mode="r|gz")
-    elif path.endswith(".zst") or path.endswith(".lz4"):
-        method = "zstd" if path.endswith(".zst") else "lz4"
-        proc = subprocess.Popen([_tool(method), "-d", "-q", "-c", path], stdout=subprocess.PIPE)
-        archive = tarfile.open(fileobj=proc.stdout, mode="r|")
-    else:
-        archive = tarfile.open(path, mode="r|")
+    """Extract a base backup's tar (plain, .gz, .zst or .lz4) into ``dest``.
+
+    By the rules of the shared safe extraction (module_utils/_safe_tar.py, the same as for
+    release tarballs): a member that could reach outside ``dest`` (absolute or ``..`` names,
+    a repeated name, an escaping or absolute symlink such as a tablespace's, a hard link
+    to anything but an earlier file, a device) refuses the whole backup. Owners come from
+    the archive when running as root.
+    """
+    proc = archive = None
     try:
-        for member in _safe_members(archive, dest):
-            archive.extract(member, dest, set_attrs=True, numeric_owner=True)
+        if not os.path.isdir(dest):
+            os.makedirs(dest, 0o700)
+        if path.endswith(".zst") or path.endswith(".lz4"):
+            method = "zstd" if path.endswith(".zst") else "lz4"
+            proc = subprocess.Popen([_tool(method), "-d", "-q", "-c", path], stdout=subprocess.PIPE)
+            archive = tarfile.open(fileobj=proc.stdout, mode="r|")
+        else:
+            archive = tarfile.open(path, mode="r|gz" if path.endswith(".gz") else "r|")
+        _safe_tar.extract(archive, dest, path, owner=_safe_tar.OWNER_FROM_ARCHIVE, implicit_dir_mode=0o700)
+        if proc is not None:
+            while proc.stdout.read(1024 * 1024):  # the end of the tar: zero blocks, padding
+                pass
+    except _safe_tar.ExtractError as exc:
+        raise WalError(str(exc), EXIT_RECOVERY) from None
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise WalError("cannot extract %s into %s: %s" % (path, dest, exc), EXIT_RECOVERY) from exc
     finally:
-        archive.close()
+        if archive is not None:
+            archive.close()
         if proc is not None:
             proc.stdout.close()
-            if proc.wait() != 0:
-                raise WalError("decompressing %s failed (exit %d)" % (path, proc.returncode), EXIT_RECOVERY)
+            proc.wait()
+    if proc is not None and proc.returncode != 0:
+        raise WalError("decompressing %s failed (exit %d)" % (path, proc.returncode), EXIT_RECOVERY)
 
 
 def _controldata_state(bindir, data_dir):
@@ -591,12 +658,184 @@ def recovery_report(text):
     if "timeline" in report:
         report["timeline"] = int(report["timeline"])
     report["segments_restored"] = len(set(re.findall(r'restored log file "([0-9A-F]{24})" from archive', text)))
-    report["fetch_errors"] = re.findall(r"%s: ([^\n]*(?:corrupt|damaged|cannot be trusted)[^\n]*)" % PROG, text)
+    # "cannot restore" is how main() reports every fetch failure (its exit status, above
+    # 125, is what makes PostgreSQL abort; this only names the file for the report).
+    report["fetch_errors"] = re.findall(
+        r"%s: ([^\n]*(?:cannot restore|corrupt|damaged|cannot be trusted)[^\n]*)" % PROG, text
+    )
     return report
 
 
 def _tail(text, lines=15):
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+# -- scratch clusters: the only data directories stop --remove deletes -----------------------
+DEBIAN_CONF_GLOB = "/etc/postgresql/*/*/postgresql.conf"
+SCRATCH_SIBLINGS = (("socket_dir", ".run"), ("log_file", ".recover.log"))
+
+
+def _write_marker(data_dir, marker):
+    fd, tmp = tempfile.mkstemp(prefix="." + SCRATCH_MARKER + TEMP_MARKER, dir=data_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(marker, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, os.path.join(data_dir, SCRATCH_MARKER))
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def mark_scratch(data_dir, created, **info):
+    """Mark ``data_dir`` as a scratch cluster of ``recover``: the only kind ``stop --remove``
+    deletes. The marker names this very directory (real path, device, inode) and a random
+    id; ``created`` says whether recover made the directory (if not, only its contents go).
+    ``info``: socket_dir, log_file, bin_dir, pid (of the server recover started)."""
+    real = os.path.realpath(data_dir)
+    st = os.stat(real)
+    marker = dict(
+        tool=PROG,
+        kind="scratch",
+        id=secrets.token_hex(16),
+        data_dir=real,
+        dev=st.st_dev,
+        ino=st.st_ino,
+        created_dir=bool(created),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        pid=None,
+    )
+    marker.update(info)
+    _write_marker(real, marker)
+    return marker
+
+
+def read_scratch_marker(data_dir):
+    """The marker ``mark_scratch`` wrote in ``data_dir``, or None. A marker copied into another
+    directory, or a marked directory moved or restored elsewhere, does not count."""
+    real = os.path.realpath(data_dir)
+    path = os.path.join(real, SCRATCH_MARKER)
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "r") as f:
+            marker = json.load(f)
+        st = os.stat(real)
+    except (IOError, OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("tool") != PROG or marker.get("kind") != "scratch":
+        return None
+    if (marker.get("data_dir"), marker.get("dev"), marker.get("ino")) != (real, st.st_dev, st.st_ino):
+        return None
+    if not re.match(r"^[0-9a-f]{32}$", str(marker.get("id"))):
+        return None
+    return marker
+
+
+def _configured_data_dirs():
+    """data_directory of every cluster configured in Debian's layout."""
+    out = []
+    for conf in sorted(glob.glob(DEBIAN_CONF_GLOB)):
+        try:
+            with open(conf, "r", errors="replace") as f:
+                found = re.findall(r"^\s*data_directory\s*=\s*'([^']+)'", f.read(), re.M)
+        except (IOError, OSError):
+            continue
+        if found:
+            out.append((found[-1], "configured in %s" % conf))
+    return out
+
+
+def _process_cwd(pid):
+    try:
+        return os.path.realpath(os.readlink("/proc/%d/cwd" % pid))
+    except (OSError, ValueError):
+        return None
+
+
+def _running_data_dirs():
+    """{data directory: postmaster pid} of the servers running here that this user can see:
+    a postmaster works in its data directory, whose postmaster.pid starts with its pid."""
+    out = {}
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
+        cwd = _process_cwd(pid)
+        if not cwd:
+            continue
+        try:
+            with open(os.path.join(cwd, "postmaster.pid"), "r", errors="replace") as f:
+                first = f.readline().strip()
+        except (IOError, OSError):
+            continue
+        if first == str(pid):
+            out[cwd] = pid
+    return out
+
+
+def _overlaps(path, other):
+    return (
+        path == other
+        or path.startswith(other.rstrip(os.sep) + os.sep)
+        or other.startswith(path.rstrip(os.sep) + os.sep)
+    )
+
+
+def refuse_live(data_dir, protect=(), detect=True, own_pid=None):
+    """WalError(EXIT_REFUSED) when ``data_dir`` is, is inside or contains the data directory of
+    a live cluster: one in ``protect``, or (``detect``) one configured in /etc/postgresql or
+    one whose server runs (other than the server ``own_pid`` recover started in it)."""
+    real = os.path.realpath(data_dir)
+    named = [(p, "named by --protect") for p in protect or () if p]
+    if detect:
+        named += _configured_data_dirs()
+    for other, why in named:
+        if _overlaps(real, os.path.realpath(other)):
+            raise WalError(
+                "refusing %s: it is, is inside or contains the live data directory %s (%s)" % (data_dir, other, why),
+                EXIT_REFUSED,
+            )
+    if detect:
+        for other, pid in sorted(_running_data_dirs().items()):
+            if other == real and pid == own_pid:
+                continue
+            if _overlaps(real, other):
+                raise WalError(
+                    "refusing %s: it is, is inside or contains %s, the data directory of a running cluster "
+                    "(postmaster pid %d)" % (data_dir, other, pid),
+                    EXIT_REFUSED,
+                )
+
+
+def _postmaster_pid(data_dir):
+    """The pid a postmaster.pid in ``data_dir`` names: None without one, -1 if unreadable."""
+    path = os.path.join(data_dir, "postmaster.pid")
+    if not os.path.lexists(path):
+        return None
+    try:
+        with open(path, "r", errors="replace") as f:
+            return int(f.readline().strip())
+    except (IOError, OSError, ValueError):
+        return -1
+
+
+def _remove_tree(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _fetch_failed(report):
+    return WalError(
+        "recovery stopped before promoting: an archived file could not be restored (%s); the server was stopped"
+        % report["fetch_errors"][0],
+        EXIT_RECOVERY,
+    )
 
 
 def recover(args):
@@ -610,6 +849,10 @@ def recover(args):
         target_lsn = parse_lsn(args.target_lsn) if args.target_lsn else None
     except ValueError as exc:
         raise WalError("bad recovery target: %s" % exc, EXIT_USAGE) from exc
+    # A scratch cluster must stay clear of every live data directory (named or found); a
+    # replacement goes where the live one was, on purpose (checked against --protect only).
+    scratch = not args.config_file
+    refuse_live(args.data_dir, args.protect, detect=scratch)
     store = DirectoryStore(args.archive)
     if not os.path.isdir(store.root):
         raise WalError("the archive directory %s does not exist" % store.root, EXIT_RECOVERY)
@@ -627,8 +870,14 @@ def recover(args):
         raise WalError("the data directory %s exists and is not empty; recovery needs a new one" % data_dir, EXIT_USAGE)
     major = str(backup.get("server_version_num", ""))[:-4] or None
     bindir = _bin_dir(args.bin_dir, major)
+    created_dir = not os.path.exists(data_dir)
     os.makedirs(data_dir, 0o700, exist_ok=True)
     os.chmod(data_dir, 0o700)
+    socket_dir = os.path.abspath(args.socket_dir or data_dir.rstrip("/") + ".run")
+    log_path = args.log_file or data_dir.rstrip("/") + ".recover.log"
+    marker = None
+    if scratch:  # before anything else is written, so that stop --remove can clean up any failure
+        marker = mark_scratch(data_dir, created_dir, socket_dir=socket_dir, log_file=log_path, bin_dir=bindir)
     for fname in sorted(backup.get("files") or {}):
         if fname.startswith("base.tar"):
             extract_tar(os.path.join(backup["path"], fname), data_dir)
@@ -641,7 +890,6 @@ def recover(args):
         f.write("")
     extracted = time.monotonic()
 
-    socket_dir = os.path.abspath(args.socket_dir or data_dir.rstrip("/") + ".run")
     tool = os.path.abspath(__file__)
     restore = "%s %s fetch --archive %s %%f %%p" % (
         shlex.quote(sys.executable),
@@ -693,22 +941,26 @@ def recover(args):
     argv = [os.path.join(bindir, "postgres"), "-D", data_dir]
     for key in sorted(settings):
         argv += ["-c", "%s=%s" % (key, settings[key])]
-    log_path = args.log_file or data_dir.rstrip("/") + ".recover.log"
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(
             argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
+    if marker is not None:  # the server stop may stop: this one, no other
+        marker["pid"] = proc.pid
+        _write_marker(os.path.realpath(data_dir), marker)
     deadline = time.monotonic() + args.timeout
     promoted = False
     while True:
         text = _read(log_path)
         report = recovery_report(text)
         if report["fetch_errors"]:
+            # The fetch's exit status makes PostgreSQL abort by itself: let it write why.
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
             _stop_pid(proc)
-            raise WalError(
-                "recovery read a damaged archived file: %s; the server was stopped" % report["fetch_errors"][0],
-                EXIT_RECOVERY,
-            )
+            raise _fetch_failed(report)
         if proc.poll() is not None:
             raise WalError(
                 "the recovering server exited with %s before recovery ended; its log (%s) ends:\n%s"
@@ -729,6 +981,9 @@ def recover(args):
     finished = time.monotonic()
     text = _read(log_path)
     report = recovery_report(text)
+    if report["fetch_errors"]:  # PostgreSQL aborts on a failed fetch; never report such a run as done
+        _stop_pid(proc)
+        raise _fetch_failed(report)
     report["log_tail"] = _tail(text, 25).splitlines()
     result = dict(
         ok=True,
@@ -752,6 +1007,8 @@ def recover(args):
         recovery_seconds=round(finished - t0, 3),
     )
     result.update(report)
+    if marker is not None:
+        result["scratch_id"] = marker["id"]
     if args.stop_after:
         _stop_cluster(bindir, data_dir)
         result["running"] = False
@@ -782,19 +1039,53 @@ def _stop_cluster(bindir, data_dir):
 
 
 def stop(args):
+    """Stop (and with --remove delete) a scratch cluster recover created, and nothing else:
+    the directory must carry recover's marker, must not be, be inside or contain a live
+    cluster's data directory, and a server running in it must be the one recover started."""
     data_dir = os.path.abspath(args.data_dir)
-    if os.path.exists(os.path.join(data_dir, "postmaster.pid")):
-        _stop_cluster(_bin_dir(args.bin_dir, None), data_dir)
+    real = os.path.realpath(data_dir)
+    marker = read_scratch_marker(real)
+    # First, even for a directory not there yet: a playbook's first call refuses a wrong path.
+    refuse_live(real, args.protect, own_pid=marker.get("pid") if marker else None)
+    if not os.path.lexists(data_dir):
+        return dict(ok=True, data_dir=data_dir, removed=[], running=False)
+    if marker is None:
+        raise WalError(
+            "refusing %s: it was not created by bosun-wal recover (no valid %s in it naming this directory); "
+            "stop or remove it yourself if it really is a scratch cluster" % (data_dir, SCRATCH_MARKER),
+            EXIT_REFUSED,
+        )
+    if args.expect_id and marker["id"] != args.expect_id:
+        raise WalError(
+            "refusing %s: it is the scratch cluster %s, not %s" % (data_dir, marker["id"], args.expect_id),
+            EXIT_REFUSED,
+        )
+    pid = _postmaster_pid(real)
+    if pid is not None and pid != marker.get("pid"):
+        raise WalError(
+            "refusing %s: its postmaster.pid names pid %s, a server bosun-wal recover did not start "
+            "(it started %s); stop that server yourself" % (data_dir, pid, marker.get("pid")),
+            EXIT_REFUSED,
+        )
+    # After a reboot the pid may belong to another process: only a process working in this
+    # directory is its server (pg_ctl would signal whatever has that pid).
+    if pid is not None and _process_cwd(pid) == real:
+        _stop_cluster(_bin_dir(args.bin_dir or marker.get("bin_dir"), None), real)
     removed = []
     if args.remove:
-        for path in (data_dir, data_dir.rstrip("/") + ".run", data_dir.rstrip("/") + ".recover.log"):
-            if os.path.isdir(path):
-                shutil.rmtree(path)
+        for key, suffix in SCRATCH_SIBLINGS:  # only recover's own socket directory and log
+            path = marker.get(key)
+            if path and os.path.lexists(path) and os.path.realpath(path) == real.rstrip(os.sep) + suffix:
+                _remove_tree(path)
                 removed.append(path)
-            elif os.path.exists(path):
-                os.unlink(path)
-                removed.append(path)
-    return dict(ok=True, data_dir=data_dir, removed=removed)
+        for name in sorted(os.listdir(real)):  # the marker goes last: a retry still finds it
+            if name != SCRATCH_MARKER:
+                _remove_tree(os.path.join(real, name))
+        os.unlink(os.path.join(real, SCRATCH_MARKER))
+        if marker.get("created_dir"):
+            os.rmdir(real)
+        removed.insert(0, data_dir)
+    return dict(ok=True, data_dir=data_dir, removed=removed, running=False, scratch_id=marker["id"])
 
 
 # -- command line -------------------------------------------------------------------------
@@ -844,10 +1135,25 @@ def parser():
     pr.add_argument("--timeout", type=int, default=4 * 3600)
     pr.add_argument("--stop-after", action="store_true", help="stop the server once promoted")
     pr.add_argument("--result-file")
-    pt = sub.add_parser("stop", help="stop a recovered cluster (and --remove its files)")
+    pr.add_argument(
+        "--protect",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a live data directory a scratch --data-dir may not be, be inside or contain (repeatable)",
+    )
+    pt = sub.add_parser("stop", help="stop a scratch cluster recover created (and --remove its files)")
     pt.add_argument("--data-dir", required=True)
     pt.add_argument("--bin-dir")
     pt.add_argument("--remove", action="store_true")
+    pt.add_argument("--expect-id", help="refuse unless the cluster is the one recover reported with this scratch_id")
+    pt.add_argument(
+        "--protect",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a live data directory that --data-dir may not be, be inside or contain (repeatable)",
+    )
     return p
 
 
@@ -876,11 +1182,22 @@ def _write_result(path, result):
     os.rename(tmp, path)
 
 
+def _subcommand(argv):
+    for token in argv:
+        if token in ("push", "fetch", "list", "recover", "stop"):
+            return token
+    return None
+
+
 def main(argv=None):
-    """Run one command; returns the exit code (always 0-125)."""
+    """Run one command; returns the exit code: 0-125, but EXIT_FETCH_FATAL for a failed fetch."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser().parse_args(argv)
     except _UsageError as exc:
+        if _subcommand(argv) == "fetch":  # a restore_command that cannot work: not "end of archive"
+            log("cannot restore: %s (exit %d: the recovery stops)" % (exc, EXIT_FETCH_FATAL))
+            return EXIT_FETCH_FATAL
         log(str(exc))
         return EXIT_USAGE
     result = None
@@ -909,19 +1226,26 @@ def main(argv=None):
         else:
             result = stop(args)
     except WalError as exc:
-        log(exc.msg)
-        result = dict(ok=False, msg=exc.msg, command=args.command)
-        code = exc.code
+        code, msg = exc.code, exc.msg
     except (IOError, OSError) as exc:
         msg = "%s: %s" % (getattr(exc, "filename", None) or args.command, exc.strerror or exc)
-        log(msg)
-        result = dict(ok=False, msg=msg, command=args.command)
         code = EXIT_NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else EXIT_IO
     except Exception as exc:  # noqa: BLE001 - an archive_command must never die by a traceback's exit code
-        log("unexpected %s: %s" % (type(exc).__name__, exc))
-        return EXIT_IO
+        code, msg = EXIT_IO, "unexpected %s: %s" % (type(exc).__name__, exc)
+        if args.command != "fetch":
+            log(msg)
+            return EXIT_IO
     else:
-        code = EXIT_OK
+        code, msg = EXIT_OK, None
+    if args.command == "fetch" and code not in (EXIT_OK, EXIT_MISSING):
+        # restore_command: only "not in the archive" (1) may end a recovery. Any other failure
+        # (a corrupt or undecompressable file, no decompressor, no archive) exits above 125,
+        # which PostgreSQL treats as fatal: the recovery aborts instead of promoting here.
+        log("cannot restore %s: %s (exit %d: the recovery stops)" % (args.name, msg, EXIT_FETCH_FATAL))
+        return EXIT_FETCH_FATAL
+    if msg is not None:
+        log(msg)
+        result = dict(ok=False, msg=msg, command=args.command)
     if args.command in ("push", "fetch"):
         return code  # archive_command and restore_command: stderr only
     if result is not None:
