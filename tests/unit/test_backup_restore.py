@@ -107,7 +107,7 @@ def test_database_statements_are_kept_and_re_aimed_at_the_new_name():
 
 def test_bare_and_quoted_names_both_match():
     sql = "ALTER DATABASE app SET work_mem TO '1MB';\nGRANT CONNECT ON DATABASE \"app\" TO r;\n"
-    statements, _ = restore.parse_database_properties(sql, "app")
+    statements, _skipped = restore.parse_database_properties(sql, "app")
     assert [s.sql("new") for s in statements] == [
         "ALTER DATABASE \"new\" SET work_mem TO '1MB'",
         'GRANT CONNECT ON DATABASE "new" TO r',
