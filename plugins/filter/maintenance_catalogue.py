@@ -418,6 +418,9 @@ def maintenance_awx_job_templates(
         variables.update(job["extra_vars"])
         variables["bosun_maintenance_run_by"] = "awx"
         variables["bosun_maintenance_job_name"] = job["name"]
+        # AWX stops the job at its timeout: its platform lock may be broken after that (plus a
+        # margin), never while it runs.
+        variables["bosun_lock_timeout"] = job["timeout"]
         if job["window"]:
             variables["bosun_maintenance_window"] = job["window"]
         args = dict(

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import re
 import time
 
 from ansible_collections.bosun.platform.plugins.module_utils._io import redact
@@ -50,6 +51,7 @@ FLUSH_ARGS = dict(
     delete_command=dict(type="str", default="unlink", choices=["unlink", "del"]),
     flush_mode=dict(type="str", default="async", choices=["async", "sync"]),
     pause_ms=dict(type="int", default=0),
+    pattern_params=dict(type="dict"),
 )
 
 
@@ -91,6 +93,62 @@ def matches_everything(pattern):
     return pattern == "" or ("*" in pattern and set(pattern) <= set("*?"))
 
 
+def literal_prefix(pattern):
+    """The literal text every key that ``pattern`` matches starts with (Redis glob rules).
+
+    It ends at the first unescaped ``*``, ``?`` or ``[``; ``\\x`` is a literal ``x`` and a
+    lone trailing backslash a literal backslash, as in Redis' own matcher. A pattern whose
+    literal prefix is empty (``*``, ``?*``, ``[^x]*``, ``*:session``) can match any key.
+    """
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c in "*?[":
+            break
+        if c == "\\" and i + 1 < len(pattern):
+            i += 1
+            c = pattern[i]
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+# ${name} is a placeholder, $$ a literal $; any other $ is literal.
+PLACEHOLDER = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|\$)")
+
+
+def template_names(template):
+    """The names of the ``${name}`` placeholders of a pattern template, in order, once each."""
+    names = []
+    for match in PLACEHOLDER.finditer(template):
+        if match.group(1) and match.group(1) not in names:
+            names.append(match.group(1))
+    return names
+
+
+def fill_pattern(template, params):
+    """The pattern ``template`` with each ``${name}`` replaced by ``params[name]`` as a literal.
+
+    Values are escaped (``escape_glob``), so a value can only ever stand for itself: ``*`` in
+    a value matches a ``*`` in a key, never every key. ``$$`` is a literal ``$``.
+    """
+
+    def value(match):
+        name = match.group(1)
+        if name is None:
+            return "$"
+        given = params.get(name)
+        if given is None or isinstance(given, (bool, dict, list, tuple, set)):
+            raise FlushError(
+                "pattern %s needs a value for ${%s} (a string or a number in pattern_params)%s"
+                % (_quote(template), name, "" if name not in params else ", not %r" % (given,))
+            )
+        return escape_glob(str(given))
+
+    return PLACEHOLDER.sub(value, template)
+
+
 def _quote(pattern):
     return "'%s'" % pattern
 
@@ -124,26 +182,37 @@ def plan(params):
     values = params[scope]
     if not values:
         raise FlushError("%s is empty: give at least one %s" % (scope, SINGULAR[scope]))
+    fills = params.get("pattern_params") or {}
+    if fills and scope != "patterns":
+        raise FlushError("pattern_params fills the ${name} placeholders of patterns; %s take none" % scope)
     targets = []
     seen = set()
     for raw in values:
         if raw is None:
             raise FlushError("%s holds an empty (null) entry" % scope)
         value = str(raw)
-        pattern = prefix_pattern(value) if scope == "prefixes" else value
-        if matches_everything(pattern):
+        pattern = prefix_pattern(value) if scope == "prefixes" else fill_pattern(value, fills)
+        if literal_prefix(pattern) == "":
             if not params.get("force"):
-                raise FlushError(
-                    "%s %s matches every key of Redis at %s; set force: true to delete them all"
-                    % (SINGULAR[scope], _quote(value), where)
-                )
-            pattern = "*"
+                shown = _quote(value) if pattern == value else "%s (%s)" % (_quote(value), _quote(pattern))
+                if matches_everything(pattern):
+                    why = "matches every key of Redis at %s" % where
+                else:
+                    why = (
+                        "has no literal prefix, so it can match any key of Redis at %s "
+                        "(and SCAN reads them all)" % where
+                    )
+                raise FlushError("%s %s %s; set force: true to delete them all" % (SINGULAR[scope], shown, why))
+            if matches_everything(pattern):
+                pattern = "*"
         if pattern in seen:
             continue
         seen.add(pattern)
         target = dict(pattern=pattern)
         if scope == "prefixes":
             target["prefix"] = value
+        elif pattern != value and template_names(value):
+            target["template"] = value
         targets.append(target)
     return dict(scope=scope, targets=targets)
 
@@ -328,8 +397,9 @@ def scan_pass(conn, entry, params, *, delete, seen=None, sleep=time.sleep):
 
 def _new_entry(target, db):
     entry = dict(pattern=target["pattern"], db=db, matched=0, deleted=0, scan_calls=0, duration_ms=0)
-    if "prefix" in target:
-        entry["prefix"] = target["prefix"]
+    for key in ("prefix", "template"):
+        if key in target:
+            entry[key] = target[key]
     return entry
 
 

@@ -16,8 +16,16 @@ description:
     systemd timer or cron), so two jobs never run over each other.
   - The lock is a JSON file on one host, created exclusively (C(O_EXCL)); it records the
     holder, the job, the start time and a random token. Only the token's holder releases it.
-  - A lock older than O(stale_after) belongs to a job that died; the next job breaks it and
-    reports the previous holder in RV(broken).
+  - A live job's lock is never broken. Each job records its own time limit, O(stale_after)
+    (by default its O(timeout) plus 15 minutes), and, when it has one, leaves a keeper on the
+    lock host, a small detached process that lives while the lock is held (at most
+    O(stale_after) seconds, by the monotonic clock). Another job breaks the lock only when that
+    time limit has passed and the keeper (same pid, process start time, boot id and pid
+    namespace) is no longer running, and reports the previous holder in RV(broken). A job
+    without a time limit (O(timeout=0), the default) is never taken for dead; only O(force)
+    breaks its lock.
+  - Every change of the lock file happens under C(flock) of C(<path>.guard), and a new lock is
+    published with C(link()), so a lock is never overwritten and two jobs never both hold it.
   - Run it once per play on a single host (C(run_once) with C(delegate_to)), the same host
     for every job.
 author: bosun.platform maintainers (@bosun-platform)
@@ -30,7 +38,7 @@ options:
     description:
       - V(acquired) takes the lock (or confirms it when O(token) is the holder's).
       - V(released) releases the lock held with O(token).
-      - V(query) only reports the current holder.
+      - V(query) only reports the current holder and whether another job could break its lock now.
     type: str
     choices: [acquired, released, query]
     default: acquired
@@ -47,10 +55,22 @@ options:
       - The token returned by a previous acquire. Required with O(state=released) unless O(force=true).
       - With O(state=acquired), a token equal to the holder's makes the call a no-op.
     type: str
-  stale_after:
-    description: Seconds after which a lock counts as abandoned and is broken. V(0) never breaks one.
+  timeout:
+    description:
+      - The longest this job runs, in seconds, when something stops it then (the maintenance
+        wrapper and AWX stop a job at its catalogue timeout). V(0) means not known.
+      - With O(state=acquired), sets the default of O(stale_after).
     type: int
-    default: 7200
+    default: 0
+  stale_after:
+    description:
+      - This job's own time limit, recorded in the lock it takes. After it, and only when the
+        lock's keeper process is gone, another job may break the lock. V(0) never lets another
+        job break it (only O(force) does).
+      - Default O(timeout) + 900 when O(timeout) is set, else V(0).
+      - A lock written by an older version of this module, which records none, counts as
+        stale after 7200 seconds.
+    type: int
   wait:
     description: Seconds to wait for a held lock to be released before failing.
     type: int
@@ -72,6 +92,8 @@ EXAMPLES = r"""
   bosun.platform.platform_lock:
     owner: "{{ lookup('ansible.builtin.env', 'USER') }}@{{ lookup('ansible.builtin.pipe', 'hostname') }}"
     job: deploy.yml release {{ release_id }}
+    # a scheduled job passes the timeout its scheduler enforces
+    timeout: "{{ bosun_lock_timeout | default(0) }}"
   run_once: true
   delegate_to: "{{ bosun_lock_host }}"
   register: platform_lock
@@ -95,7 +117,27 @@ holder:
     - Null when there is no lock.
   returned: always
   type: dict
-  sample: {"owner": "alice@laptop", "job": "deploy.yml", "started": "2026-11-26T10:00:00Z", "host": "lb1"}
+  sample:
+    owner: alice@laptop
+    job: deploy.yml
+    started: "2026-11-26T10:00:00Z"
+    host: lb1
+    stale_after: 11700
+    expires: "2026-11-26T13:15:00Z"
+    keeper:
+      pid: 4242
+      start: 123456
+      boot_id: 6f1c0a2e-4c1e-4a8e-9a53-3b2f0f9c1d11
+      pidns: "pid:[4026531836]"
+      host: lb1
+stale:
+  description: Whether another job could break the lock now (see O(stale_after)); false when there is none.
+  returned: state=query
+  type: bool
+reason:
+  description: Why the lock is, or is not, stale (also when the lock is refused).
+  returned: state=query and a lock is held, or the lock is held by another job
+  type: str
 broken:
   description: The record of a stale (or forced) lock that was broken to take this one; null otherwise.
   returned: state=acquired
@@ -103,6 +145,7 @@ broken:
 """
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils import _lock
@@ -123,7 +166,8 @@ def main():
             owner=dict(type="str", default="unknown"),
             job=dict(type="str", default="unknown"),
             token=dict(type="str", no_log=False),
-            stale_after=dict(type="int", default=7200),
+            timeout=dict(type="int", default=0),
+            stale_after=dict(type="int"),
             wait=dict(type="int", default=0),
             force=dict(type="bool", default=False),
         ),
@@ -139,25 +183,30 @@ def main():
     directory = os.path.dirname(path) or "."
     try:
         if p["state"] == "query":
-            module.exit_json(changed=False, holder=_public(_lock.read_lock(path)))
+            holder = _lock.read_lock(path)
+            if holder is None:
+                module.exit_json(changed=False, holder=None, stale=False)
+            verdict = _lock.assess(holder, time.time())
+            module.exit_json(changed=False, holder=_public(holder), stale=verdict["stale"], reason=verdict["reason"])
         if p["state"] == "released":
             result = _lock.release(path, p["token"], force=p["force"], check_mode=module.check_mode)
             module.exit_json(changed=result["changed"], holder=_public(result["holder"]))
         if not os.path.isdir(directory):
             if not module.check_mode:
-                os.makedirs(directory, 0o755)
+                os.makedirs(directory, 0o755, exist_ok=True)  # another job may create it meanwhile
         result = _lock.acquire(
             path,
             owner=p["owner"],
             job=p["job"],
-            stale_after=p["stale_after"],
+            stale_after=_lock.lease(p["timeout"], p["stale_after"]),
             token=p["token"],
             force=p["force"],
             wait=p["wait"],
             check_mode=module.check_mode,
+            keeper=True,
         )
     except _lock.LockHeld as exc:
-        module.fail_json(msg=str(exc), holder=_public(exc.holder))
+        module.fail_json(msg=str(exc), holder=_public(exc.holder), reason=exc.reason)
     except (_lock.LockError, OSError) as exc:
         module.fail_json(msg="platform lock %s: %s" % (path, exc))
     module.exit_json(

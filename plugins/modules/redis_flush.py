@@ -38,10 +38,20 @@ options:
   patterns:
     description:
       - Redis glob patterns (as for C(SCAN MATCH)); keys that match any of them are deleted.
-      - An empty pattern means every key and needs O(force=true).
+      - A pattern may hold placeholders C(${name}), replaced by the value of C(name) in
+        O(pattern_params) escaped as a literal (C(*), C(?), C([), C(]) and C(\) in it match only
+        themselves), so C(user:${id}:*) with C(id=*) deletes the keys that start with
+        C(user:*:), never every user's. C($$) is a literal C($).
+      - A pattern with no literal prefix (empty, C(*), C(?*), C([^x]*), C(*:session)) can match
+        any key and needs O(force=true).
       - One of O(patterns), O(prefixes), O(db) or O(all) is required.
     type: list
     elements: str
+  pattern_params:
+    description:
+      - Values for the C(${name}) placeholders of O(patterns) (strings or numbers). A
+        placeholder without a value fails the task before anything is sent.
+    type: dict
   prefixes:
     description:
       - Literal key prefixes; C(*), C(?), C([), C(]) and C(\) in them are escaped, so they
@@ -126,6 +136,15 @@ EXAMPLES = r"""
     login_user: cache_maint
     login_password: "{{ vault_redis_cache_maint_password }}"
 
+- name: The same with a pattern template (the value is escaped, never a wildcard)
+  bosun.platform.redis_flush:
+    patterns:
+      - "user:${id}:*"
+    pattern_params:
+      id: "{{ user_id }}"
+    login_user: cache_maint
+    login_password: "{{ vault_redis_cache_maint_password }}"
+
 - name: Flush database 2 over TLS
   bosun.platform.redis_flush:
     db: true
@@ -172,6 +191,10 @@ results:
       description: The prefix as given. Only for O(prefixes).
       type: str
       sample: "menu:"
+    template:
+      description: The pattern as given, when placeholders were filled from O(pattern_params).
+      type: str
+      sample: "user:${id}:*"
     db:
       description: The database index.
       type: int

@@ -3,7 +3,11 @@
 import concurrent.futures
 import json
 import os
+import signal
 import time
+
+import pytest
+from ansible_collections.bosun.platform.plugins.module_utils import _lock
 
 
 def test_only_one_of_racing_jobs_gets_the_lock(tmp_path, run_module):
@@ -54,9 +58,10 @@ def test_check_mode_then_real_then_release(tmp_path, run_module):
 
 def test_stale_lock_is_broken_with_report(tmp_path, run_module):
     path = str(tmp_path / "platform.lock")
-    run_module("platform_lock", dict(path=path, owner="crashed-job", job="deploy"))
+    # a job that allows itself one second, and is not released
+    run_module("platform_lock", dict(path=path, owner="crashed-job", job="deploy", stale_after=1))
     time.sleep(1.2)
-    taken = run_module("platform_lock", dict(path=path, owner="next-job", job="deploy", stale_after=1))
+    taken = run_module("platform_lock", dict(path=path, owner="next-job", job="deploy"))
     assert taken["rc"] == 0, taken.get("msg")
     assert taken["broken"]["owner"] == "crashed-job"
     assert json.loads(open(path).read())["owner"] == "next-job"
@@ -69,3 +74,85 @@ def test_unwritable_directory_is_a_clear_error(tmp_path, run_module):
     assert result["rc"] != 0
     assert "platform lock" in result["msg"] and str(blocker) in result["msg"]
     assert "Traceback" not in result["_stderr"]
+
+
+# --- a live job's lock is never broken (issue 14 #6) ----------------------------------------
+@pytest.fixture(autouse=True)
+def _no_keeper_left(tmp_path):
+    """Keepers end when their lock file goes; stop any a failed test leaves behind."""
+    yield
+    for lock in tmp_path.rglob("*.lock"):
+        keeper = (json.loads(lock.read_text()) or {}).get("keeper") or {}
+        lock.unlink()
+        if _lock.keeper_state(keeper) == "alive":
+            os.kill(keeper["pid"], signal.SIGKILL)
+
+
+def _backdate(path, seconds):
+    """Move the lock's start back in time, as if the job had been running that long."""
+    holder = json.loads(open(path).read())
+    holder["started_ts"] -= seconds
+    with open(path, "w") as f:
+        f.write(json.dumps(holder))
+
+
+def _wait_gone(keeper, seconds=10):
+    deadline = time.monotonic() + seconds
+    while _lock.keeper_state(keeper) == "alive" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _lock.keeper_state(keeper) != "alive"
+
+
+def test_a_restore_drills_lock_is_not_broken_by_a_deploy_after_two_hours(tmp_path, run_module):
+    path = str(tmp_path / "platform.lock")
+    drill = run_module(
+        "platform_lock", dict(path=path, owner="timer@ops", job="maintenance restore_drill", stale_after=11700)
+    )
+    assert drill["rc"] == 0, drill.get("msg")
+    _backdate(path, 2 * 3600 + 300)
+
+    deploy = run_module("platform_lock", dict(path=path, owner="alice", job="deploy 2.0.0"))
+
+    assert deploy["rc"] != 0, "the deploy broke the lock of a live restore drill"
+    assert "is held by timer@ops running maintenance restore_drill" in deploy["msg"]
+    assert json.loads(open(path).read())["owner"] == "timer@ops"
+
+
+def test_the_keeper_holds_the_lock_past_its_time_limit_until_it_is_gone(tmp_path, run_module):
+    path = str(tmp_path / "platform.lock")
+    started = time.monotonic()
+    drill = run_module(
+        "platform_lock", dict(path=path, owner="timer@ops", job="maintenance restore_drill", timeout=10800)
+    )
+    assert drill["rc"] == 0, drill.get("msg")
+    assert time.monotonic() - started < 20  # the keeper does not hold the module's output open
+    keeper = drill["holder"]["keeper"]
+    assert drill["holder"]["stale_after"] == 10800 + 900
+    assert _lock.keeper_state(keeper) == "alive"
+
+    _backdate(path, 5 * 3600)  # past its time limit: a clock jump, or a file touched by hand
+    deploy = run_module("platform_lock", dict(path=path, owner="alice", job="deploy 2.0.0", timeout=600))
+    assert deploy["rc"] != 0
+    assert "keeper process %d" % keeper["pid"] in deploy["msg"]
+    query = run_module("platform_lock", dict(path=path, state="query"))
+    assert query["stale"] is False and "keeper" in query["reason"]
+
+    # the job was stopped at its timeout and the lock host lost its keeper: now it is stale
+    os.kill(keeper["pid"], signal.SIGKILL)
+    assert _wait_gone(keeper)
+    query = run_module("platform_lock", dict(path=path, state="query"))
+    assert query["stale"] is True
+    deploy = run_module("platform_lock", dict(path=path, owner="alice", job="deploy 2.0.0"))
+    assert deploy["rc"] == 0, deploy.get("msg")
+    assert deploy["broken"]["owner"] == "timer@ops"
+    assert deploy["holder"]["keeper"] is None  # no time limit: no keeper, only force breaks it
+
+
+def test_the_keeper_ends_when_the_lock_is_released(tmp_path, run_module):
+    path = str(tmp_path / "platform.lock")
+    held = run_module("platform_lock", dict(path=path, owner="timer@ops", job="vacuum", timeout=600))
+    keeper = held["holder"]["keeper"]
+    assert _lock.keeper_state(keeper) == "alive"
+    released = run_module("platform_lock", dict(path=path, state="released", token=held["token"]))
+    assert released["changed"] is True
+    assert _wait_gone(keeper), "the keeper outlived its lock"

@@ -9,8 +9,10 @@ so it never disturbs the session's shared Redis.
 import concurrent.futures
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -451,8 +453,10 @@ def playbook(server, tmp_path):
                     "vars": {
                         "bosun_redis_login_port": server.port,
                         "bosun_redis_login_password": server.password,
+                        "bosun_lock_path": str(tmp_path / "platform.lock"),
+                        "bosun_lock_become": False,
                         "bosun_cache_groups": {
-                            "user": ["user:{{ id }}:*"],
+                            "user": ["user:${id}:*"],
                             "business": ["business:*", "search:*"],
                             "menu": ["menu:*"],
                         },
@@ -500,7 +504,7 @@ def test_playbook_flushes_a_named_group(r, playbook):
     assert keys(r) == [b"menu:1", b"user:42:a"]
     assert "business:*: matched 1, deleted 1" in proc.stdout
     assert "search:*: matched 1, deleted 1" in proc.stdout
-    assert "changed=1" in proc.stdout
+    assert "changed=3" in proc.stdout  # the flush, and the platform lock taken and released
 
 
 def test_playbook_group_with_a_placeholder_and_check_mode(r, playbook):
@@ -514,7 +518,7 @@ def test_playbook_group_with_a_placeholder_and_check_mode(r, playbook):
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "user:42:*: matched 2, would delete 2" in checked.stdout
-    assert unset.returncode != 0 and "'id' is undefined" in unset.stdout + unset.stderr
+    assert unset.returncode != 0 and "needs a value for ${id}" in unset.stdout + unset.stderr
     assert r.dbsize() == 3
 
     proc = playbook("-e", "cache_group=user", "-e", "id=42")
@@ -522,18 +526,53 @@ def test_playbook_group_with_a_placeholder_and_check_mode(r, playbook):
     assert keys(r) == [b"user:43:a"]
 
 
+def test_playbook_parameter_is_a_literal_never_a_wildcard(r, playbook):
+    """-e id='*' flushes the keys of the user literally called '*', not every user's (issue 14 #12)."""
+    r.mset({"user:*:a": 1, "user:*:b": 1, "user:42:a": 1, "user:43:a": 1, "user:[*]:a": 1})
+
+    proc = playbook("-e", "cache_group=user", "-e", "id=*")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "user:\\*:*: matched 2, deleted 2" in proc.stdout
+    assert keys(r) == [b"user:42:a", b"user:43:a", b"user:[*]:a"]
+    for value in ("[*]", "?"):
+        proc = playbook("-e", "cache_group=user", "-e", "id=%s" % value)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert keys(r) == [b"user:42:a", b"user:43:a"]
+
+
+def test_playbook_is_refused_while_another_job_holds_the_platform_lock(r, playbook, tmp_path, run_module):
+    r.mset({"business:1": 1, "search:1": 1})
+    lock = str(tmp_path / "platform.lock")
+    held = run_module("platform_lock", dict(path=lock, owner="deploy", job="deploy 2.0.0"))
+    assert held["rc"] == 0, held.get("msg")
+
+    proc = playbook("-e", "cache_group=business")
+
+    assert proc.returncode != 0
+    assert "is held by deploy running deploy 2.0.0" in proc.stdout
+    assert r.dbsize() == 2
+    assert run_module("platform_lock", dict(path=lock, state="released", token=held["token"]))["changed"]
+    proc = playbook("-e", "cache_group=business")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert r.dbsize() == 0
+    assert not os.path.exists(lock)  # released at the end
+
+
 def test_playbook_patterns_and_guards(r, playbook):
     r.mset({"menu:1": 1, "event:1": 1, "other": 1})
 
-    unknown, everything, limited = parallel(
+    unknown, everything, no_prefix, limited = parallel(
         playbook,
         ("-e", "cache_group=nope"),
         ("-e", "cache_patterns=*"),
+        ("-e", "cache_patterns=[^x]*"),
         ("-e", "cache_patterns=menu:*,event:*", "-e", "cache_flush_max_keys=1"),
     )
     assert unknown.returncode != 0 and "Unknown cache group 'nope'" in unknown.stdout
     assert "business, menu, user" in unknown.stdout
     assert everything.returncode != 0 and "matches every key" in everything.stdout
+    assert no_prefix.returncode != 0 and "has no literal prefix" in no_prefix.stdout
     assert limited.returncode != 0 and "2 keys of Redis" in limited.stdout
     assert "'menu:*', 'event:*', more than max_keys 1" in limited.stdout
     assert r.dbsize() == 3
@@ -544,6 +583,16 @@ def test_playbook_patterns_and_guards(r, playbook):
 
 
 def parallel(function, *argument_lists):
-    """Call ``function(*args)`` for each argument list at once; return the results in order."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(argument_lists)) as pool:
-        return list(pool.map(lambda args: function(*args), argument_lists))
+    """Call ``function(*args)`` for each argument list at once; return the results in order.
+
+    Each playbook run gets a platform lock file of its own, so that they can run side by side.
+    """
+    lock_dir = tempfile.mkdtemp(prefix="bosun-locks-")
+    argument_lists = [
+        tuple(args) + ("-e", "bosun_lock_path=%s/%d.lock" % (lock_dir, i)) for i, args in enumerate(argument_lists)
+    ]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(argument_lists)) as pool:
+            return list(pool.map(lambda args: function(*args), argument_lists))
+    finally:
+        shutil.rmtree(lock_dir, ignore_errors=True)

@@ -89,6 +89,7 @@ def test_runs_the_playbook_with_the_jobs_tags_limit_and_variables(wrapper, tmp_p
     assert extra["bosun_maintenance_run_by"] == "systemd"
     assert extra["bosun_maintenance_result_dir"] == str(tmp_path / "results")
     assert extra["bosun_lock_owner"] == "systemd@%s" % socket.gethostname()
+    assert extra["bosun_lock_timeout"] == 60 + 30  # the job's timeout and the kill grace
     assert extra["site"] == "ams3"
     assert extra["x"] == 1
     assert (tmp_path / "argv.env").read_text().strip() == "/opt/collections"

@@ -45,6 +45,81 @@ def test_patterns_that_do_not_match_everything(pattern):
     assert _flush.matches_everything(pattern) is False
 
 
+# --- patterns with parameters and the literal-prefix guard (issue 14 #12) -------------------
+@pytest.mark.parametrize(
+    "pattern, prefix",
+    [
+        ("menu:*", "menu:"),
+        ("user:\\*:*", "user:*:"),
+        ("a\\?b[xy]*", "a?b"),
+        ("\\\\*", "\\"),  # an escaped backslash, then any suffix
+        ("\\", "\\"),  # a lone trailing backslash is literal
+        ("exact", "exact"),
+        ("x]y*", "x]y"),  # ] outside a class is literal
+        ("*", ""),
+        ("?*", ""),
+        ("[^x]*", ""),
+        ("[a-z]*", ""),
+        ("*:session", ""),
+        ("", ""),
+    ],
+)
+def test_literal_prefix_of_a_pattern(pattern, prefix):
+    assert _flush.literal_prefix(pattern) == prefix
+
+
+@pytest.mark.parametrize("pattern", ["[^x]*", "?*", "[a-z]*", "?", "*:session", "[*]"])
+def test_a_pattern_without_a_literal_prefix_needs_force(pattern):
+    with pytest.raises(_flush.FlushError) as err:
+        _flush.plan(params(patterns=[pattern]))
+    assert "pattern %r" % pattern in err.value.message
+    assert "force: true" in err.value.message
+    # forced, it is flushed as given: [^x]* still spares the keys that start with x
+    assert _flush.plan(params(patterns=[pattern], force=True))["targets"][0]["pattern"] in (pattern, "*")
+    assert _flush.plan(params(patterns=["[^x]*"], force=True))["targets"] == [{"pattern": "[^x]*"}]
+
+
+@pytest.mark.parametrize(
+    "value, pattern",
+    [
+        ("42", "user:42:*"),
+        ("*", "user:\\*:*"),
+        ("?", "user:\\?:*"),
+        ("[^x]", "user:\\[^x\\]:*"),
+        ("a\\", "user:a\\\\:*"),
+        (42, "user:42:*"),
+        ("", "user::*"),
+    ],
+)
+def test_placeholders_are_filled_with_literal_values(value, pattern):
+    plan = _flush.plan(params(patterns=["user:${id}:*"], pattern_params={"id": value}))
+    assert plan["targets"] == [{"pattern": pattern, "template": "user:${id}:*"}]
+
+
+def test_a_parameter_cannot_widen_a_pattern_to_every_key():
+    # "${id}*" with id "*" is the literal key prefix "*", not every key
+    assert _flush.plan(params(patterns=["${id}*"], pattern_params={"id": "*"}))["targets"][0]["pattern"] == "\\**"
+    with pytest.raises(_flush.FlushError) as err:
+        _flush.plan(params(patterns=["${id}*"], pattern_params={"id": ""}))
+    assert "force: true" in err.value.message
+
+
+def test_template_syntax_and_missing_parameters():
+    assert _flush.template_names("a:${id}:${kind}:$${id}:${id}") == ["id", "kind"]
+    assert _flush.fill_pattern("cost:$$5:${id}", {"id": "*"}) == "cost:$5:\\*"
+    assert _flush.fill_pattern("a$b:${1x}", {}) == "a$b:${1x}"  # not a placeholder: literal
+    with pytest.raises(_flush.FlushError) as err:
+        _flush.plan(params(patterns=["user:${id}:*"]))
+    assert "pattern 'user:${id}:*' needs a value for ${id}" in err.value.message
+    for bad in ([1], {"a": 1}, None, True):
+        with pytest.raises(_flush.FlushError) as err:
+            _flush.plan(params(patterns=["user:${id}:*"], pattern_params={"id": bad}))
+        assert "${id}" in err.value.message
+    with pytest.raises(_flush.FlushError) as err:
+        _flush.plan(params(prefixes=["user:"], pattern_params={"id": "1"}))
+    assert "pattern_params" in err.value.message
+
+
 # --- the plan ---------------------------------------------------------------------------------
 def test_plan_patterns_keeps_order_and_drops_duplicates():
     plan = _flush.plan(params(patterns=["menu:*", "search:*", "menu:*"]))
@@ -313,6 +388,7 @@ def test_examples_and_return_are_valid_yaml():
     assert set(returned["results"]["contains"]) == {
         "pattern",
         "prefix",
+        "template",
         "db",
         "matched",
         "deleted",

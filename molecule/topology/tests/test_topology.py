@@ -1,9 +1,11 @@
 """The whole platform through its playbooks: deploy, rollout under traffic, automatic
-rollback of a broken release, rollback.yml, the platform lock, and a host lost mid-deploy.
+rollback of a broken release, rollback.yml, the platform lock (deploy, restore, cache flush),
+and a host lost mid-deploy.
 
 The tests run in file order: each starts from the state the previous one left.
 """
 
+import fnmatch
 import http.client
 import json
 import os
@@ -179,6 +181,36 @@ def test_06_maintenance_job_runs_on_the_platform(host, job):
         result = json.load(handle)
     assert result["status"] == "ok", result
     assert result["hosts"], result
+
+
+def _databases(pattern):
+    """The databases of db1 whose names match the shell-style ``pattern``."""
+    sql = "SELECT datname FROM pg_database ORDER BY 1"
+    names = _docker_exec("db1", "runuser", "-u", "postgres", "--", "psql", "-XAtc", sql).split()
+    return fnmatch.filter(names, pattern)
+
+
+def test_06b_restore_refused_while_a_deploy_holds_the_lock(host):
+    """restore.yml (and cache_flush.yml) take the platform lock: while a deploy holds it they
+    are refused, naming the holder, and change nothing."""
+    assert _databases("example"), "the lab's database is missing"
+    taken = host.ansible("bosun.platform.platform_lock", "owner=deploy job='deploy 2.0.0'", check=False)
+    assert taken["changed"], taken
+    try:
+        rc, out = _playbook(
+            "restore.yml",
+            {"bosun_backup_restore_db": "example", "bosun_backup_restore_target_db": "example_restored"},
+        )
+        assert rc != 0, out[-3000:]
+        assert "is held by deploy running deploy 2.0.0" in out
+        assert "TASK [Check the backup's checksum" not in out  # refused before anything
+        assert _databases("example_restored*") == [] and _databases("bosun_restore_*") == []
+
+        rc, out = _playbook("cache_flush.yml", {"cache_group": "items"})
+        assert rc != 0 and "is held by deploy running deploy 2.0.0" in out, out[-3000:]
+    finally:
+        host.ansible("bosun.platform.platform_lock", "state=released token=%s" % taken["token"], check=False)
+    assert host.ansible("bosun.platform.platform_lock", "state=query", check=False)["holder"] is None
 
 
 def test_07_git_ref_deploys_one_commit_everywhere(host, tmp_path):

@@ -100,6 +100,7 @@ def record_timeout(config, job, started, timeout):
 
 def run(config, job):
     spec = config["jobs"][job]
+    timeout = int(spec.get("timeout") or 3600)
     extra = dict(config.get("extra_vars") or {})
     extra.update(spec.get("extra_vars") or {})
     extra.update(
@@ -109,6 +110,9 @@ def run(config, job):
         bosun_maintenance_result_dir=config.get("result_dir") or "",
         bosun_maintenance_metrics_dir=config.get("metrics_dir") or "",
         bosun_lock_owner="%s@%s" % (config.get("scheduler", "timer"), socket.gethostname()),
+        # The job is stopped by then (SIGKILL at the end of the grace): its platform lock may be
+        # broken after that (plus a margin), never while it runs.
+        bosun_lock_timeout=timeout + KILL_GRACE,
     )
     argv = [config["ansible_playbook"], "--inventory", config["inventory"], config["playbook"]]
     argv += ["--tags", ",".join(spec["tags"])]
@@ -125,7 +129,6 @@ def run(config, job):
     if config.get("ansible_config"):
         env["ANSIBLE_CONFIG"] = config["ansible_config"]
     env.update({str(k): str(v) for k, v in (config.get("environment") or {}).items()})
-    timeout = int(spec.get("timeout") or 3600)
     started = utcnow()
     log("job %s: %s --tags %s (timeout %d s)" % (job, config["playbook"], ",".join(spec["tags"]), timeout))
     proc = subprocess.Popen(argv, env=env, cwd=config.get("working_dir") or "/", start_new_session=True)
