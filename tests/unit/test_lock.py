@@ -231,7 +231,7 @@ def test_breaking_a_stale_lock_never_makes_two_holders(tmp_path, monkeypatch):
         thread.join(timeout=10)
     monkeypatch.setattr(_lock, "read_lock", real_read)
     assert len(holders) == 1, "jobs that think they hold the lock: %s" % sorted(holders)
-    ((name, held),) = holders.items()
+    held = next(iter(holders.values()))
     assert real_read(path)["token"] == held["token"]
     assert not [n for n in os.listdir(str(tmp_path)) if ".stale-" in n or ".new-" in n]
 
