@@ -262,7 +262,9 @@ def main():
     layout = ar.Layout(p["root"])
 
     def run(argv, cwd):
-        return module.run_command(argv, cwd=cwd)
+        # The virtualenv must be readable by the app's user whatever the login umask is
+        # (the common role sets UMASK 027 for logins, and Debian 13 applies it to SSH sessions).
+        return module.run_command(argv, cwd=cwd, umask=0o022)
 
     host = ar.Host(module.check_mode, run)
     try:
