@@ -286,7 +286,7 @@ def _lynis(container):
     report = _docker(container, "cat", "/var/log/lynis-report.dat").stdout.splitlines()
     values = {}
     for line in report:
-        key, _, value = line.partition("=")
+        key, _sep, value = line.partition("=")
         values.setdefault(key, []).append(value)
     return {
         "version": values["lynis_version"][0],

@@ -54,7 +54,7 @@ def _lynis(container):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     values = {}
     for line in _docker_exec(container, "cat", "/var/log/lynis-report.dat").stdout.splitlines():
-        key, _, value = line.partition("=")
+        key, _sep, value = line.partition("=")
         values.setdefault(key, []).append(value)
     return {
         "version": values["lynis_version"][0],
@@ -116,7 +116,7 @@ def test_ssh_audit_on_every_host(host):
     version = proc.stdout.splitlines()[0]
     reports = {}
     for block in proc.stdout.split("=== ")[1:]:
-        address, _, text = block.partition("\n")
+        address, _sep, text = block.partition("\n")
         reports[address.strip()] = text
     problems = {}
     for name, address in HOSTS.items():
