@@ -1,0 +1,78 @@
+# Copyright: bosun.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ufw rules the common role owns: which it wants and which it must delete.
+
+Every rule the role adds carries the comment ``bosun:<id> <label>``, where ``<id>`` is the
+first 8 hex digits of the sha1 of ``"<rule> <port> <proto> <from>"``: the comment is how a
+later run recognises the rules it made. A rule with such a comment (or one of the two an
+earlier version of the role wrote, ``bosun admin ssh`` and ``bosun``) that is no longer
+wanted is stale; a rule without the mark (added by hand, a fail2ban ban) is never touched.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import re
+
+# Comments of rules this role made.
+OWNED_COMMENT = re.compile(r"\Abosun(:[0-9a-f]{8}( .*)?| admin ssh)?\Z", re.S)
+
+
+def rule_id(rule, port, proto, source):
+    text = " ".join([str(rule), str(port), str(proto), str(source)])
+    # an identifier, not a protection: sha1 keeps the ids of rules already on hosts
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]  # noqa: S324
+
+
+def wanted_rules(admin_cidrs, ssh_port, rules):
+    """SSH from each admin range, then each present tier rule, each with its owned comment."""
+    wanted = [
+        dict(rule="allow", port=str(ssh_port), proto="tcp", source=cidr, label="admin ssh") for cidr in admin_cidrs
+    ]
+    for item in rules:
+        if item.get("state", "present") != "present":
+            continue
+        wanted.append(
+            dict(
+                rule=item.get("rule", "allow"),
+                port=str(item["port"]),
+                proto=item.get("proto", "tcp"),
+                source=item.get("from", "any"),
+                label=item.get("comment", "rule"),
+            )
+        )
+    out = []
+    for w in wanted:
+        out.append(
+            {
+                "rule": w["rule"],
+                "port": w["port"],
+                "proto": w["proto"],
+                "from": w["source"],
+                "label": w["label"],
+                "comment": "bosun:%s %s" % (rule_id(w["rule"], w["port"], w["proto"], w["source"]), w["label"]),
+            }
+        )
+    return out
+
+
+def parse_added(lines):
+    """(spec, comment) of each commented rule in ``ufw show added`` output."""
+    for raw in lines:
+        line = raw.rstrip("\n")
+        if not line.startswith("ufw ") or " comment '" not in line or not line.endswith("'"):
+            continue
+        spec, comment = line[4:-1].split(" comment '", 1)
+        yield spec, comment
+
+
+def stale_rules(added_lines, wanted):
+    """The rules this role made that ``wanted`` no longer holds: [{spec, comment}]."""
+    keep = set(w["comment"] for w in wanted)
+    return [
+        dict(spec=spec, comment=comment)
+        for spec, comment in parse_added(added_lines)
+        if OWNED_COMMENT.match(comment) and comment not in keep
+    ]

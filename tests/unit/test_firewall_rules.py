@@ -1,0 +1,68 @@
+"""The common role's firewall decisions (module_utils/_firewall.py, filters ufw_*_rules)."""
+
+import hashlib
+
+from ansible_collections.bosun.platform.plugins.filter import ufw_rules
+from ansible_collections.bosun.platform.plugins.module_utils import _firewall
+
+
+def _id(text):
+    return hashlib.sha1(text.encode()).hexdigest()[:8]  # noqa: S324 (the rule id scheme)
+
+
+def test_wanted_rules_mark_each_rule_with_an_id_of_its_own():
+    wanted = _firewall.wanted_rules(
+        ["198.51.100.0/24"],
+        22,
+        [
+            {"port": 443, "comment": "https"},
+            {"port": "6000:6010", "proto": "udp", "from": "10.0.0.0/8", "rule": "allow"},
+            {"port": 80, "state": "absent"},
+        ],
+    )
+    assert [w["comment"] for w in wanted] == [
+        "bosun:%s admin ssh" % _id("allow 22 tcp 198.51.100.0/24"),
+        "bosun:%s https" % _id("allow 443 tcp any"),
+        "bosun:%s rule" % _id("allow 6000:6010 udp 10.0.0.0/8"),
+    ]
+    assert wanted[1] == {
+        "rule": "allow",
+        "port": "443",
+        "proto": "tcp",
+        "from": "any",
+        "label": "https",
+        "comment": wanted[1]["comment"],
+    }
+
+
+def test_a_narrowed_admin_range_makes_the_old_rule_stale_and_nothing_else():
+    old = _firewall.wanted_rules(["any"], 22, [{"port": 443}])
+    new = _firewall.wanted_rules(["172.30.215.0/25"], 22, [{"port": 443}])
+    added = ["ufw allow 22/tcp comment '%s'" % old[0]["comment"]]
+    added += ["ufw allow from 172.30.215.0/25 to any port 22 proto tcp comment '%s'" % new[0]["comment"]]
+    added += ["ufw allow 443/tcp comment '%s'" % new[1]["comment"]]
+    added += [
+        "ufw allow 8080/tcp comment 'opened by hand'",  # not the role's
+        "ufw deny from 203.0.113.9",  # a ban without a comment
+        "ufw allow 9100/tcp comment 'bosunx'",  # looks alike, is not the role's
+        "Added user rules (see 'ufw status' for running firewall):",
+    ]
+    assert _firewall.stale_rules(added, new) == [{"spec": "allow 22/tcp", "comment": old[0]["comment"]}]
+    assert _firewall.stale_rules(added, old + new) == []
+
+
+def test_rules_an_earlier_version_marked_are_the_roles_own():
+    added = ["ufw allow 22/tcp comment 'bosun admin ssh'", "ufw allow 5432/tcp comment 'bosun'"]
+    assert [r["comment"] for r in _firewall.stale_rules(added, [])] == ["bosun admin ssh", "bosun"]
+
+
+def test_a_comment_with_a_newline_is_never_taken_for_the_roles():
+    assert not _firewall.OWNED_COMMENT.match("bosun admin ssh\nx")
+    assert _firewall.OWNED_COMMENT.match("bosun:0123abcd admin ssh")
+
+
+def test_the_filters_take_ufw_output_as_text_or_lines():
+    wanted = ufw_rules.ufw_wanted_rules(["10.0.0.0/24"], 22, [])
+    stale_line = "ufw allow 443/tcp comment 'bosun:%s https'" % _id("allow 443 tcp any")
+    assert ufw_rules.ufw_stale_rules(stale_line + "\n", wanted) == ufw_rules.ufw_stale_rules([stale_line], wanted)
+    assert len(ufw_rules.ufw_stale_rules([stale_line], wanted)) == 1
