@@ -133,7 +133,7 @@ EXAMPLES = r"""
     prefixes:
       - "user:{{ user_id }}:"
     max_keys: 10000
-    login_user: cache_maint
+    login_user: cache-maint
     login_password: "{{ vault_redis_cache_maint_password }}"
 
 - name: The same with a pattern template (the value is escaped, never a wildcard)
@@ -142,7 +142,7 @@ EXAMPLES = r"""
       - "user:${id}:*"
     pattern_params:
       id: "{{ user_id }}"
-    login_user: cache_maint
+    login_user: cache-maint
     login_password: "{{ vault_redis_cache_maint_password }}"
 
 - name: Flush database 2 over TLS
