@@ -53,6 +53,7 @@ ADVICE = {
         "oldest_transaction",
     ): "a transaction has been open for long: find it in pg_stat_activity, it holds back vacuum",
     ("redis", "memory"): "raise maxmemory or review the eviction policy and key TTLs",
+    ("redis", "evictions"): "the cache evicts keys nearly as fast as it is read: raise maxmemory or cache less",
     ("redis", "hit_rate"): "low cache hit rate: review TTLs and key patterns, or warm the cache after flushes",
     ("redis", "rejected_connections"): "Redis rejected clients: raise maxclients or fix connection leaks in the app",
     ("redis", "master_link"): "the replica lost its master: check replication and the network",
@@ -93,22 +94,35 @@ def _get(mapping, key, default=None):
         return default
 
 
-def _host_entry(host, hv, result_var, tiers):
+def _result_error(result):
+    """Why a registered health_check result holds no checks, or None."""
+    if not result:
+        return "no health_check result (the host failed before the check ran)"
+    if result.get("unreachable"):
+        return "unreachable: %s" % (result.get("msg") or "no connection")
+    if "checks" not in result:
+        return "health_check failed: %s" % (result.get("msg") or "no result")
+    return None
+
+
+def _host_entry(host, hv, result_vars, tiers):
+    """One host's entry from its registered results (several tasks: their checks in order;
+    a skipped task adds nothing, the first error makes the host crit)."""
     groups = list(_get(hv, "group_names") or [])
-    result = _get(hv, result_var)
     entry = dict(
         host=host, groups=groups, tier=_host_tier(groups, tiers), checks=[], status="crit", duration_ms=None, error=None
     )
-    if not result:
-        entry["error"] = "no health_check result (the host failed before the check ran)"
-    elif result.get("unreachable"):
-        entry["error"] = "unreachable: %s" % (result.get("msg") or "no connection")
-    elif "checks" not in result:
-        entry["error"] = "health_check failed: %s" % (result.get("msg") or "no result")
-    else:
-        entry["checks"] = list(result["checks"])
-        entry["duration_ms"] = result.get("duration_ms")
-        entry["status"] = worst(c["status"] for c in entry["checks"])
+    results = [_get(hv, name) for name in result_vars]
+    ran = [r for r in results if not (isinstance(r, dict) and r.get("skipped"))]
+    errors = [_result_error(r) for r in ran] or [_result_error(None)]
+    error = next((e for e in errors if e), None)
+    if error:
+        entry["error"] = error
+        return entry
+    entry["checks"] = [c for r in ran for c in r["checks"]]
+    durations = [r.get("duration_ms") for r in ran if r.get("duration_ms") is not None]
+    entry["duration_ms"] = round(sum(durations), 1) if durations else None
+    entry["status"] = worst(c["status"] for c in entry["checks"])
     return entry
 
 
@@ -151,7 +165,10 @@ def health_report(
     if generated_at is None:
         generated_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    entries = [_host_entry(h, hostvars[h] if h in hostvars else {}, result_var, tiers) for h in hosts]
+    result_vars = [result_var] if isinstance(result_var, str) else list(result_var or [])
+    if not result_vars:
+        raise AnsibleFilterError("health_report: result_var names no variable")
+    entries = [_host_entry(h, hostvars[h] if h in hostvars else {}, result_vars, tiers) for h in hosts]
     rows = {}  # tier group -> list of items
     for entry in entries:
         if entry["error"]:

@@ -5,6 +5,9 @@
 - ``redis_pattern_params``: the values of the ``${name}`` placeholders of pattern templates,
   taken from the play's variables, for ``bosun.platform.redis_flush``'s ``pattern_params``
   (the module escapes them; a value can never widen a pattern).
+- ``redis_uncovered_patterns``: the patterns of a cache group that a Redis user's ACL key
+  patterns do not cover, so a flush can be refused before it deletes anything (instead of
+  failing with NOPERM part-way through).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -12,7 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.bosun.platform.plugins.module_utils._flush import template_names
+from ansible_collections.bosun.platform.plugins.module_utils._flush import template_names, uncovered_patterns
 
 
 def redis_pattern_params(patterns, variables):
@@ -32,6 +35,21 @@ def redis_pattern_params(patterns, variables):
     return out
 
 
+def _pattern_list(value, what):
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
+        raise AnsibleFilterError("redis_uncovered_patterns: %s must be a list of strings, got %r" % (what, value))
+    return list(value)
+
+
+def redis_uncovered_patterns(patterns, allowed):
+    """The patterns of ``patterns`` that no key pattern of ``allowed`` covers (matches every
+    key they can match), in order. Conservative: when containment cannot be shown, uncovered.
+    """
+    return uncovered_patterns(_pattern_list(patterns, "patterns"), _pattern_list(allowed, "allowed"))
+
+
 class FilterModule:
     def filters(self):
-        return dict(redis_pattern_params=redis_pattern_params)
+        return dict(redis_pattern_params=redis_pattern_params, redis_uncovered_patterns=redis_uncovered_patterns)

@@ -153,6 +153,131 @@ def _quote(pattern):
     return "'%s'" % pattern
 
 
+# --- which patterns a user's ACL key patterns cover -------------------------------------
+# A glob is a list of tokens: ("lit", c), ("any",) for ?, ("star",) for *, and
+# ("class", negated, chars) for [...]. Containment is decided conservatively: True only when
+# every key the inner pattern matches is shown to match the outer one.
+_CLASS_LIMIT = 1024  # a class wider than this many characters is not compared
+
+
+def _class_chars(body):
+    """The characters of a [...] body (ranges expanded, \\x literal), or None when too wide."""
+    chars = set()
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            i += 1
+            c = body[i]
+            chars.add(c)
+        elif i + 2 < len(body) and body[i + 1] == "-":
+            low, high = sorted((ord(c), ord(body[i + 2])))
+            if high - low > _CLASS_LIMIT:
+                return None
+            chars.update(chr(o) for o in range(low, high + 1))
+            i += 2
+        else:
+            chars.add(c)
+        i += 1
+        if len(chars) > _CLASS_LIMIT:
+            return None
+    return frozenset(chars)
+
+
+def glob_tokens(pattern, *, outer):
+    """Tokens of a Redis glob. ``outer`` says on which side of a containment the pattern is:
+    what cannot be read exactly (an unterminated or too wide class) becomes what keeps the
+    answer safe: a class matching nothing on the outer side, ``?`` on the inner side.
+
+    ``${name}`` placeholders (flush pattern templates) stand for any text: their value is
+    escaped into a literal, which can be anything. ``$$`` is a literal ``$``.
+    """
+    tokens = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        placeholder = PLACEHOLDER.match(pattern, i) if c == "$" else None
+        if placeholder:
+            tokens.append(("star",) if placeholder.group(1) else ("lit", "$"))
+            i = placeholder.end()
+            continue
+        if c == "*":
+            if not tokens or tokens[-1] != ("star",):
+                tokens.append(("star",))
+        elif c == "?":
+            tokens.append(("any",))
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            tokens.append(("lit", pattern[i]))
+        elif c == "[":
+            end = i + 1
+            if end < len(pattern) and pattern[end] == "^":
+                end += 1
+            while end < len(pattern) and pattern[end] != "]":
+                end += 2 if pattern[end] == "\\" else 1
+            negated = pattern[i + 1 : i + 2] == "^"
+            body = pattern[i + (2 if negated else 1) : end]
+            chars = _class_chars(body) if end < len(pattern) else None
+            if chars is None:
+                tokens.append(("class", False, frozenset()) if outer else ("any",))
+            else:
+                tokens.append(("class", negated, chars))
+            i = end
+        else:
+            tokens.append(("lit", c))
+        i += 1
+    return tokens
+
+
+def _one_char_covers(outer, inner):
+    """Whether the one-character token ``outer`` matches every character ``inner`` can."""
+    if outer[0] == "any":
+        return True
+    if outer[0] == "lit":
+        return inner == outer
+    negated, chars = outer[1], outer[2]
+    if inner[0] == "lit":
+        return (inner[1] in chars) != negated
+    if inner[0] == "any":
+        return False
+    inner_negated, inner_chars = inner[1], inner[2]
+    if not inner_negated:
+        return inner_chars.isdisjoint(chars) if negated else inner_chars <= chars
+    return negated and chars <= inner_chars
+
+
+def pattern_covers(outer, inner):
+    """True when the Redis glob ``outer`` matches every key the glob ``inner`` can match.
+
+    Conservative: a False may be a containment this test cannot show (then the caller
+    refuses, which is safe); a True is always right. ``*`` of ``outer`` may absorb any run of
+    ``inner``'s tokens (its ``*`` too); every other token of ``outer`` covers exactly one
+    single-character token of ``inner``.
+    """
+    a, b = glob_tokens(str(inner), outer=False), glob_tokens(str(outer), outer=True)
+    memo = {}
+
+    def covers(i, j):
+        key = (i, j)
+        if key not in memo:
+            if j == len(b):
+                memo[key] = i == len(a)
+            elif b[j] == ("star",):
+                memo[key] = covers(i, j + 1) or (i < len(a) and covers(i + 1, j))
+            elif i == len(a) or a[i] == ("star",):
+                memo[key] = False
+            else:
+                memo[key] = _one_char_covers(b[j], a[i]) and covers(i + 1, j + 1)
+        return memo[key]
+
+    return covers(0, 0)
+
+
+def uncovered_patterns(patterns, allowed):
+    """The patterns (templates) of ``patterns`` that no pattern of ``allowed`` covers."""
+    return [p for p in patterns if not any(pattern_covers(outer, p) for outer in allowed)]
+
+
 # --- the plan: what to do, validated before anything is sent --------------------------
 def plan(params):
     """Validate the options and return the plan: ``{"scope": ..., "targets": [...]}``.

@@ -24,8 +24,9 @@ description:
   - "Default thresholds: http latency 200/500 ms; disk space and inodes, memory 70/85 %;
     load per core 60/80 %; PostgreSQL connections 70/85 % of max_connections, age of the last
     archived WAL 900/3600 s, replica lag 30/300 s, oldest open transaction 600/3600 s; Redis
-    memory 70/85 % of maxmemory, hit rate warn below 80 %, rejected connections warn from 1;
-    TLS certificate warn below 21 days, crit below 7 days."
+    memory 70/85 % of maxmemory (only where Redis cannot evict), evictions 20/100 per 100 key
+    lookups (under an eviction policy), hit rate warn below 80 %, rejected connections warn
+    from 1; TLS certificate warn below 21 days, crit below 7 days."
   - Never changes anything (C(changed=false)) and runs the same in check mode.
   - Passwords (O(login_password), O(checks[].postgres.login_password),
     O(checks[].redis.login_password)), credentials in URLs and the values of sensitive HTTP
@@ -94,7 +95,7 @@ options:
           - "Metrics: http C(latency); tcp C(connect); tls_cert C(days); disk C(used), C(inodes);
             memory C(used); load C(per_core); postgres C(connections), C(archive_age),
             C(replication_lag), C(oldest_transaction); redis C(memory), C(hit_rate),
-            C(evicted_keys), C(rejected_connections)."
+            C(evicted_keys), C(evictions), C(rejected_connections)."
         type: dict
       labels:
         description: Free-form labels copied into the check's result (for reports and metrics).
@@ -152,8 +153,27 @@ options:
             type: bool
             default: true
           ca_cert:
-            description: CA certificate file to verify the server's certificate with.
+            description:
+              - CA certificate file to verify the server's certificate with, instead of the
+                system's CAs. Exclusive with O(checks[].http.ca_cert_data).
             type: path
+          ca_cert_data:
+            description:
+              - PEM text of the CA certificate(s) to verify the server's certificate with,
+                instead of the system's CAs (for instance the CA that signed the site's
+                certificate, from inventory). Empty uses the system's CAs.
+              - Kept out of results and logs. Exclusive with O(checks[].http.ca_cert).
+            type: str
+          connect_address:
+            description:
+              - Address to connect to for the host name of O(checks[].http.url), on any port,
+                as C(curl --resolve) does; also for a redirect to the same host name. The
+                C(Host) header, the TLS server name (SNI) and the certificate's name check
+                stay the URL's host name, so a site can be checked under its public name on
+                V(127.0.0.1) with verification on.
+              - Other host names (a redirect elsewhere) are looked up as usual. Exclusive
+                with O(checks[].http.use_proxy).
+            type: str
           follow_redirects:
             description:
               - Follow redirects (to http and https URLs only); when false a redirect status is
@@ -210,8 +230,16 @@ options:
             type: bool
             default: true
           ca_cert:
-            description: CA certificate file to verify with, instead of the system's CAs.
+            description:
+              - CA certificate file to verify with, instead of the system's CAs. Exclusive
+                with O(checks[].tls_cert.ca_cert_data).
             type: path
+          ca_cert_data:
+            description:
+              - PEM text of the CA certificate(s) to verify with, instead of the system's
+                CAs. Empty uses the system's CAs. Kept out of results and logs. Exclusive
+                with O(checks[].tls_cert.ca_cert).
+            type: str
       postgres:
         description:
           - Options of a V(postgres) check. The collection's PostgreSQL connection options plus
@@ -286,6 +314,11 @@ options:
             used of C(maxmemory) (the value; of the host's memory when C(maxmemory) is 0), hit
             rate, evicted keys, rejected connections and the role (a replica whose master link
             is down is V(crit)).
+          - Under an eviction policy with keys to evict (C(allkeys-*), or C(volatile-*) while
+            some key has a TTL) a full cache is normal; memory is reported as V(ok) and the
+            C(evictions) metric (keys evicted per 100 key lookups) is judged instead. Under
+            C(noeviction), C(volatile-*) without TTL keys, or without C(maxmemory), memory is
+            judged against its thresholds.
         type: dict
         suboptions:
           login_host:
@@ -535,6 +568,21 @@ EXAMPLES = r"""
           unit: nginx.service
       - type: memory
       - type: load
+
+- name: The site under its public name on the load balancer itself, trusting the site's CA
+  bosun.platform.health_check:
+    checks:
+      - name: site
+        type: http
+        http:
+          url: http://shop.example.org/  # redirected to https://shop.example.org/
+          connect_address: 127.0.0.1
+          ca_cert_data: "{{ bosun_tls_ca_cert }}"
+      - type: tls_cert
+        tls_cert:
+          host: 127.0.0.1
+          server_name: shop.example.org
+          ca_cert_data: "{{ bosun_tls_ca_cert }}"
 
 - name: Report only, never fail; decide later
   bosun.platform.health_check:

@@ -530,12 +530,15 @@ def write_inventory(directory, group_vars, unreachable=None):
 
 
 @pytest.fixture
-def platform_vars(postgres, redis_server, nginx, tmp_path):
+def platform_vars(postgres, redis_server, nginx, public_site, tmp_path):
     return {
         "bosun_health_nginx": {"nginx_config": {"config": nginx.conf, "prefix": nginx.dir}},
-        "bosun_health_lb_http": {"http": {"url": nginx.url("/")}},
-        "bosun_health_server_name": "localhost",
-        "bosun_health_tls": {"tls_cert": {"port": nginx.https_port, "ca_cert": nginx.ca_cert}},
+        # the site under its public name on 127.0.0.1 (only the test's ports differ from the
+        # defaults), its certificate verified for that name against bosun_tls_ca_cert
+        "bosun_health_server_name": PUBLIC_NAME,
+        "bosun_tls_ca_cert": public_site.ca_pem,
+        "bosun_health_lb_http": {"http": {"url": "http://%s:%d/" % (PUBLIC_NAME, public_site.port)}},
+        "bosun_health_tls": {"tls_cert": {"port": public_site.https_port}},
         "bosun_health_app": {"http": {"url": nginx.url("/health"), "json_path": "status", "json_equals": "healthy"}},
         "bosun_health_postgres": {"postgres": pg_checks(postgres)},
         # the session's Redis is shared: other tests' lookups decide its hit rate
@@ -656,3 +659,253 @@ def test_module_defaults_of_the_postgres_action_group(postgres, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert '"msg": "ok ' in proc.stdout and "/40 connections" in proc.stdout
     assert postgres.app_password not in proc.stdout
+
+
+# --- the site's public name on a local address (curl --resolve) ---------------------------
+PUBLIC_NAME = "shop.bosun.test"
+
+
+def _name_cert(directory, ca, name):
+    """A certificate for ``name`` only (not 127.0.0.1), signed by the test CA: 90 days."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    with open(ca.ca_cert, "rb") as f:
+        ca_cert = x509.load_pem_x509_certificate(f.read())
+    with open(ca.ca_key, "rb") as f:
+        ca_key = serialization.load_pem_private_key(f.read(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = os.path.join(directory, "site.crt"), os.path.join(directory, "site.key")
+    with open(paths[0], "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths[1], "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def public_site(test_ca):
+    """nginx as the nginx role sets a site up: http redirects to https://$host, the https
+    server has a certificate for the public name only. Both on free loopback ports."""
+    from tests.support.nginx import HEALTH_JSON, _NginxProcess
+
+    class PublicSite(_NginxProcess):
+        def _pick_ports(self):
+            self.port, self.https_port = free_port(), free_port()
+
+        def _ports(self):
+            return [self.port, self.https_port]
+
+        def _write_conf(self):
+            conf = """
+worker_processes 1;
+error_log %(dir)s/error.log warn;
+pid %(dir)s/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path %(dir)s/tmp/body;
+    proxy_temp_path %(dir)s/tmp/proxy;
+    fastcgi_temp_path %(dir)s/tmp/fastcgi;
+    uwsgi_temp_path %(dir)s/tmp/uwsgi;
+    scgi_temp_path %(dir)s/tmp/scgi;
+    server {
+        listen 127.0.0.1:%(port)d default_server;
+        server_name %(name)s;
+        location / { return 301 https://$host:%(https_port)d$request_uri; }
+    }
+    server {
+        listen 127.0.0.1:%(https_port)d ssl default_server;
+        server_name %(name)s;
+        ssl_certificate %(cert)s;
+        ssl_certificate_key %(key)s;
+        default_type application/json;
+        location = /health { return 200 '%(health)s'; }
+        location / { return 200 '{"host": "$host"}'; }
+    }
+}
+""" % dict(self.__dict__, name=PUBLIC_NAME, health=HEALTH_JSON)
+            with open(self.conf, "w", encoding="utf-8") as f:
+                f.write(conf)
+
+    server = PublicSite()
+    server.proc = None
+    server.dir = tempfile.mkdtemp(prefix="bosun-nginx-site-")
+    os.chmod(server.dir, 0o755)
+    os.mkdir(os.path.join(server.dir, "tmp"))
+    server.conf = os.path.join(server.dir, "nginx.conf")
+    server.cert, server.key = _name_cert(server.dir, test_ca, PUBLIC_NAME)
+    with open(test_ca.ca_cert, encoding="ascii") as f:
+        server.ca_pem = f.read()
+    server._start()
+    try:
+        yield server
+    finally:
+        server.__exit__(None, None, None)
+
+
+def test_public_name_on_a_local_address_with_the_sites_ca(public_site, run_module):
+    site = public_site
+    name_url = "http://%s:%d/health" % (PUBLIC_NAME, site.port)
+    local = dict(connect_address="127.0.0.1", ca_cert_data=site.ca_pem)
+    tls = dict(host="127.0.0.1", port=site.https_port, server_name=PUBLIC_NAME)
+    checks = [
+        # http -> 301 https://shop.bosun.test:<port>/health, both reached on 127.0.0.1
+        {
+            "name": "redirected",
+            "type": "http",
+            "http": dict(local, url=name_url, json_path="status", json_equals="healthy"),
+        },
+        {
+            "name": "host",
+            "type": "http",
+            "http": dict(
+                local, url="https://%s:%d/" % (PUBLIC_NAME, site.https_port), json_path="host", json_equals=PUBLIC_NAME
+            ),
+        },
+        {"name": "system store", "type": "http", "http": dict(url=name_url, connect_address="127.0.0.1")},
+        {
+            "name": "empty CA = system store",
+            "type": "http",
+            "http": dict(url=name_url, connect_address="127.0.0.1", ca_cert_data=""),
+        },
+        {
+            "name": "by address",
+            "type": "http",
+            "http": dict(local, url="https://127.0.0.1:%d/health" % site.https_port),
+        },
+        {"name": "tls", "type": "tls_cert", "tls_cert": dict(tls, ca_cert_data=site.ca_pem)},
+        {"name": "tls system store", "type": "tls_cert", "tls_cert": dict(tls)},
+        {
+            "name": "tls other name",
+            "type": "tls_cert",
+            "tls_cert": dict(tls, server_name="other.bosun.test", ca_cert_data=site.ca_pem),
+        },
+    ]
+    result = health(run_module, checks)
+    got = by_name(result)
+    assert dict((n, c["status"]) for n, c in got.items()) == {
+        "redirected": "ok",
+        "host": "ok",
+        "system store": "crit",
+        "empty CA = system store": "crit",
+        "by address": "crit",
+        "tls": "ok",
+        "tls system store": "crit",
+        "tls other name": "crit",
+    }, result
+    assert "TLS certificate verify failed" in got["system store"]["message"]
+    assert "127.0.0.1" in got["by address"]["message"] and "verify failed" in got["by address"]["message"]
+    assert got["tls"]["value"] == 88
+    assert "not trusted" in got["tls other name"]["message"]
+    pem_body = "".join(site.ca_pem.strip().splitlines()[1:-1])
+    assert pem_body[:40] not in json.dumps(result)
+
+
+def test_connect_address_and_ca_data_are_checked(run_module):
+    checks = [
+        {
+            "name": "bad pem",
+            "type": "http",
+            "http": {"url": "https://shop.bosun.test/", "ca_cert_data": "not a certificate"},
+        },
+        {
+            "name": "both",
+            "type": "tls_cert",
+            "tls_cert": {"host": "127.0.0.1", "ca_cert": "/etc/ssl/certs/ca-certificates.crt", "ca_cert_data": "x"},
+        },
+    ]
+    result = health(run_module, checks)
+    assert result.get("failed") and "ca_cert_data" in result["msg"], result
+    assert "not a certificate" not in result["msg"]
+
+
+def _deploy_url_checks(**variables):
+    """The smoke checks deploy.yml's Finish play builds from ``variables``."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    with open(os.path.join(ROOT, "playbooks", "deploy.yml")) as f:
+        (finish,) = [p for p in yaml.safe_load(f) if p["name"] == "Finish"]
+    values = dict((k, trust_as_template(v) if isinstance(v, str) else v) for k, v in finish["vars"].items())
+    values.update(__bosun_urls=["/health"], __bosun_url_kind="smoke", __bosun_url_codes=[200], **variables)
+    return Templar(loader=DataLoader(), variables=values).template(trust_as_template("{{ __bosun_url_checks }}"))
+
+
+def test_deploy_smoke_checks_the_public_name_with_the_sites_ca(public_site, run_module):
+    site = public_site
+    production = dict(bosun_deploy_server_name=PUBLIC_NAME, bosun_deploy_validate_certs=True)
+    (default,) = _deploy_url_checks(**production)
+    assert default["http"]["url"] == "https://%s/health" % PUBLIC_NAME
+    # the test's nginx listens on a free port instead of 443: only the port differs
+    base = "https://%s:%d" % (PUBLIC_NAME, site.https_port)
+    (smoke,) = _deploy_url_checks(bosun_deploy_url_base=base, bosun_tls_ca_cert=site.ca_pem, **production)
+    (untrusted,) = _deploy_url_checks(bosun_deploy_url_base=base, **production)
+    untrusted["name"] = "untrusted"
+    got = by_name(health(run_module, [smoke, untrusted]))
+    assert got["smoke /health"]["status"] == "ok", got
+    assert got["untrusted"]["status"] == "crit" and "verify failed" in got["untrusted"]["message"]
+
+
+def test_redis_full_under_allkeys_lru_is_ok_and_judged_by_evictions(test_ca, run_module):
+    """A cache filled past maxmemory under allkeys-lru (the redis role's default) evicts and
+    stays ok while it is read far more often than it evicts; evicting ever more keys makes it
+    warn; the same fullness under noeviction is crit. A Redis of its own: evictions would eat
+    the shared server's keys."""
+    from tests.support.servers import RedisServer
+
+    value = b"x" * 4096
+
+    def fill(client, first, batches):
+        for batch in range(first, first + batches):
+            pipe = client.pipeline(transaction=False)
+            for i in range(32):
+                pipe.set("cache:%d:%d" % (batch, i), value)
+            pipe.execute()
+
+    with RedisServer(test_ca, ["maxmemory-policy allkeys-lru"]) as server:
+        client = server.client()
+        client.config_set("maxmemory", str(client.info("memory")["used_memory"] + 2 * 1024 * 1024))
+        fill(client, 0, 40)  # about 5 MB into 2 MB of room: evictions start half-way
+        for _round in range(200):  # reads of recent keys (hits) and of evicted ones (misses)
+            client.mget(["cache:39:%d" % i for i in range(32)] + ["cache:0:%d" % i for i in range(4)])
+        stats = client.info()
+        check = {"name": "cache", "type": "redis", "redis": server.conn_args()}
+        (lru,) = health(run_module, [check])["checks"]
+        fill(client, 40, 100)  # pushes out about 3200 more keys, nobody reads them
+        (churning,) = health(run_module, [check])["checks"]
+        churned = client.info("stats")
+        client.config_set("maxmemory-policy", "noeviction")
+        (full,) = health(run_module, [check])["checks"]
+    assert stats["evicted_keys"] > 0 and stats["used_memory"] > 0.85 * stats["maxmemory"]
+    lookups = stats["keyspace_hits"] + stats["keyspace_misses"]
+    assert lru["status"] == "ok", (lru["message"], lru["metrics"])
+    assert metrics(lru)["memory"]["status"] == "ok" and lru["value"] > 85
+    # (a few more keys may go while the check's own commands run over maxmemory)
+    assert abs(metrics(lru)["evictions"]["value"] - 100.0 * stats["evicted_keys"] / lookups) < 1
+    assert "allkeys-lru" in lru["message"]
+    ratio = 100.0 * churned["evicted_keys"] / lookups
+    assert 20 <= ratio <= 100, ratio
+    assert churning["status"] == "warn" and metrics(churning)["evictions"]["status"] == "warn"
+    assert full["status"] == "crit" and metrics(full)["memory"]["status"] == "crit"
+    assert "evictions" not in metrics(full)

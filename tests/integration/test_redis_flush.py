@@ -21,7 +21,7 @@ import pytest
 from tests.support.collection import ROOT, collections_path
 from tests.support.servers import RedisServer, free_port
 
-MAINT_USER = "cache_maint"
+MAINT_USER = "cache-maint"  # the redis role's redis_maintenance_user
 MAINT_PASSWORD = "maint 'pw' $HOME \\ x"
 # What issue 6's cache-maintenance user is allowed: scan, unlink, del, ping, info, flushdb.
 MAINT_RULES = [
@@ -308,7 +308,7 @@ def test_acl_user_limited_to_its_keyspace(r, flush):
 
     refused = flush(patterns=["user:*"], **as_maint)
     assert refused["rc"] != 0
-    assert "as cache_maint" in refused["msg"] and "NOPERM" in refused["msg"]
+    assert "as cache-maint" in refused["msg"] and "NOPERM" in refused["msg"]
     assert "deleted before that" in refused["msg"]
     assert refused["deleted"] == 0 and len(keys(r, "user:*")) == 100
 
@@ -580,6 +580,36 @@ def test_playbook_patterns_and_guards(r, playbook):
     proc = playbook("-e", "cache_patterns=menu:*,event:*")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert keys(r) == [b"other"]
+
+
+def test_playbook_refuses_a_group_outside_the_maintenance_users_key_patterns(r, playbook):
+    """The example's group business flushes search:*, which the maintenance user's ACL key
+    patterns do not allow: refused naming group, pattern and user before anything is flushed
+    (it used to delete business:* and then fail with NOPERM on search:*)."""
+    allowed = ["cache:*", "menu:*", "business:*"]
+    r.execute_command("ACL", "SETUSER", MAINT_USER, *(MAINT_RULES[:3] + ["~" + p for p in allowed] + MAINT_RULES[4:]))
+    r.mset({"business:1": 1, "search:1": 1, "menu:1": 1})
+    as_maint = json.dumps(
+        {
+            "bosun_redis_login_user": MAINT_USER,
+            "bosun_redis_login_password": MAINT_PASSWORD,
+            "redis_maintenance_key_patterns": allowed,
+        }
+    )
+    refused, ad_hoc, menu = parallel(
+        playbook,
+        ("-e", as_maint, "-e", "cache_group=business"),
+        ("-e", as_maint, "-e", "cache_patterns=menu:*,search:1"),
+        ("-e", as_maint, "-e", "cache_group=menu"),
+    )
+    for proc in (refused, ad_hoc, menu):
+        assert MAINT_PASSWORD not in proc.stdout + proc.stderr
+    assert refused.returncode != 0
+    assert 'cache group business has "search:*", outside the key patterns Redis user cache-maint' in refused.stdout
+    assert "NOPERM" not in refused.stdout
+    assert ad_hoc.returncode != 0 and 'cache_patterns has "search:1", outside' in ad_hoc.stdout
+    assert menu.returncode == 0, menu.stdout + menu.stderr
+    assert keys(r) == [b"business:1", b"search:1"]
 
 
 def parallel(function, *argument_lists):

@@ -189,3 +189,41 @@ def test_filters_reject_wrong_input():
     with pytest.raises(AnsibleFilterError):
         hr.health_report_text({"x": 1})
     assert set(hr.FilterModule().filters()) == {"health_report", "health_report_text", "health_report_metrics"}
+
+
+def test_results_of_several_tasks_are_one_host_entry():
+    """health.yml runs the checks that need root in their own task (become) and the others
+    without: the report merges both registered results, a skipped task adds nothing."""
+    nginx = check("nginx config", "nginx_config", "ok", "nginx -t ok", tier="lb")
+    hostvars = {
+        "lb1": {"group_names": ["lb"], "root": result(nginx), "r": result(memory(40))},
+        "app1": {"group_names": ["app"], "root": {"skipped": True, "changed": False}, "r": result(memory(50))},
+        "lb2": {"group_names": ["lb"], "root": {"unreachable": True, "msg": "ssh down"}, "r": result(memory(40))},
+    }
+    report = hr.health_report(["lb1", "app1", "lb2"], hostvars, result_var=["root", "r"])
+    assert [c["name"] for c in report["hosts"]["lb1"]["checks"]] == ["nginx config", "memory"]
+    assert report["hosts"]["lb1"]["duration_ms"] == 240.0
+    assert [c["name"] for c in report["hosts"]["app1"]["checks"]] == ["memory"]
+    assert report["hosts"]["app1"]["status"] == "ok"
+    assert report["hosts"]["lb2"]["error"] == "unreachable: ssh down"
+    assert report["summary"]["total"] == 3
+
+
+def test_health_playbook_runs_only_nginx_config_with_become():
+    """nginx -t reads the TLS key (root only): as a non-root admin it needs become, the other
+    checks do not."""
+    import os
+
+    import yaml
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    with open(os.path.join(root, "playbooks", "health.yml")) as f:
+        (play,) = yaml.safe_load(f)
+    checks = [t for t in play["tasks"] if "bosun.platform.health_check" in t]
+    assert len(checks) == 2, checks
+    root_task, other = checks
+    assert root_task.get("become") is True and "become" not in other
+    assert "selectattr('type', 'in', __bosun_health_root_types)" in root_task["bosun.platform.health_check"]["checks"]
+    assert "rejectattr('type', 'in', __bosun_health_root_types)" in other["bosun.platform.health_check"]["checks"]
+    assert play["vars"]["__bosun_health_root_types"] == ["nginx_config"]
+    assert "become" not in play or play["become"] == "{{ bosun_health_become | default(false) }}"

@@ -194,6 +194,31 @@ def run_argv(argv, timeout, env=None):
     return (proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
+def ca_problems(prefix, options):
+    """Problems with the CA options of a TLS-speaking check (``prefix``: http, tls_cert).
+
+    ``ca_cert`` (a file) and ``ca_cert_data`` (PEM text) are exclusive; PEM text must hold a
+    certificate. The PEM itself is never quoted back.
+    """
+    if options.get("ca_cert") and options.get("ca_cert_data"):
+        return ["%s.ca_cert and %s.ca_cert_data are mutually exclusive" % (prefix, prefix)]
+    if options.get("ca_cert_data"):
+        try:
+            verifying_context(None, options["ca_cert_data"])
+        except (ssl.SSLError, ValueError, TypeError) as exc:
+            return ["%s.ca_cert_data holds no usable PEM CA certificate (%s)" % (prefix, type(exc).__name__)]
+    return []
+
+
+def verifying_context(ca_cert=None, ca_cert_data=None):
+    """An SSLContext that verifies the chain and the host name: against the CA file
+    ``ca_cert`` or the PEM text ``ca_cert_data`` when one is given (and only that CA),
+    else against the system's trust store."""
+    if ca_cert_data:
+        return ssl.create_default_context(cadata=ca_cert_data)
+    return ssl.create_default_context(cafile=ca_cert or None)
+
+
 def last_line(text, limit=200):
     """The last non-empty line of ``text``, shortened."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]

@@ -6,6 +6,11 @@ Redirects are followed within limits: credentials (the Authorization made from u
 in the URL, Authorization, Proxy-Authorization, Cookie) and every header the task set travel
 only to the origin (scheme, host, port) they were given for, as curl and requests do; a
 redirect to another origin carries only the harmless headers in SAFE_ACROSS_ORIGINS.
+
+``connect_address`` works like curl's --resolve: connections to the URL's host name (on any
+port, so also after a redirect to the same name) go to that address, while the Host header,
+the TLS server name (SNI) and the certificate's name check stay the URL's name. So a load
+balancer can check its own site on 127.0.0.1 under the public name, with verification on.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,6 +18,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import functools
+import http.client
 import json
 import re
 import socket
@@ -23,7 +30,12 @@ from urllib import error as urlerror
 from urllib import parse as urlparse
 from urllib import request as urlrequest
 
-from ansible_collections.bosun.platform.plugins.module_utils._checks.base import cause, fmt_num
+from ansible_collections.bosun.platform.plugins.module_utils._checks.base import (
+    ca_problems,
+    cause,
+    fmt_num,
+    verifying_context,
+)
 from ansible_collections.bosun.platform.plugins.module_utils._checks.status import Threshold
 
 TYPE = "http"
@@ -42,6 +54,9 @@ OPTIONS = dict(
     json_in=dict(type="list", elements="raw"),
     validate_certs=dict(type="bool", default=True),
     ca_cert=dict(type="path"),
+    # PEM text of the CA, e.g. from inventory; public, but kept out of logs as bulky noise
+    ca_cert_data=dict(type="str", no_log=True),
+    connect_address=dict(type="str"),
     follow_redirects=dict(type="bool", default=True),
     use_proxy=dict(type="bool", default=False),
 )
@@ -78,6 +93,9 @@ def validate(options):
     )
     if both:
         problems.append("http.headers and http.secret_headers both set %s" % ", ".join(sorted(both)))
+    if options.get("connect_address") and options.get("use_proxy"):
+        problems.append("http.connect_address and http.use_proxy are mutually exclusive")
+    problems.extend(ca_problems("http", options))
     return problems
 
 
@@ -188,17 +206,17 @@ _CONTEXTS = {}
 _CONTEXTS_LOCK = threading.Lock()
 
 
-def tls_context(validate_certs, ca_cert):
-    """One SSLContext per (validate, CA file), shared by the checks of a run.
+def tls_context(validate_certs, ca_cert, ca_cert_data=None):
+    """One SSLContext per (validate, CA file, CA PEM), shared by the checks of a run.
 
     Loading the system's CA store costs tens of milliseconds; contexts are thread-safe.
     """
-    key = (bool(validate_certs), ca_cert)
+    key = (bool(validate_certs), ca_cert or None, ca_cert_data or None) if validate_certs else (False,)
     with _CONTEXTS_LOCK:
         context = _CONTEXTS.get(key)
         if context is None:
             if validate_certs:
-                context = ssl.create_default_context(cafile=ca_cert)
+                context = verifying_context(ca_cert, ca_cert_data)
             else:
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 context.check_hostname = False
@@ -207,12 +225,64 @@ def tls_context(validate_certs, ca_cert):
     return context
 
 
+class _ResolvingMixin:
+    """Connects to ``resolve[host name]`` instead of the host name's DNS address; the
+    connection's ``host`` (Host header, SNI, certificate name) is left as it is."""
+
+    def __init__(self, host, *args, resolve=None, **kwargs):
+        super().__init__(host, *args, **kwargs)
+        self._bosun_resolve = resolve or {}
+        self._create_connection = self._resolved_connection
+
+    def _resolved_connection(self, address, *args, **kwargs):
+        host, port = address
+        return socket.create_connection((self._bosun_resolve.get(host.lower(), host), port), *args, **kwargs)
+
+
+class _ResolvingHTTPConnection(_ResolvingMixin, http.client.HTTPConnection):
+    pass
+
+
+class _ResolvingHTTPSConnection(_ResolvingMixin, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urlrequest.HTTPHandler):
+    def __init__(self, resolve):
+        super().__init__()
+        self._resolve = resolve
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(_ResolvingHTTPConnection, resolve=self._resolve), req)
+
+
+class _HTTPSHandler(urlrequest.HTTPSHandler):
+    def __init__(self, resolve, context):
+        super().__init__(context=context)
+        self._resolve = resolve
+        self._bosun_context = context
+
+    def https_open(self, req):
+        return self.do_open(
+            functools.partial(_ResolvingHTTPSConnection, resolve=self._resolve), req, context=self._bosun_context
+        )
+
+
+def resolve_map(options):
+    """{URL host name: connect_address} (curl --resolve), empty without connect_address."""
+    address = options.get("connect_address")
+    host = (urlparse.urlsplit(options.get("url") or "").hostname or "").lower()
+    return {host: address} if address and host else {}
+
+
 def _opener(options):
     handlers = []
-    if urlparse.urlsplit(options["url"]).scheme == "https" or options.get("follow_redirects", True):
-        handlers.append(
-            urlrequest.HTTPSHandler(context=tls_context(options.get("validate_certs", True), options.get("ca_cert")))
-        )
+    resolve = resolve_map(options)
+    context = tls_context(options.get("validate_certs", True), options.get("ca_cert"), options.get("ca_cert_data"))
+    if resolve:
+        handlers.extend([_HTTPHandler(resolve), _HTTPSHandler(resolve, context)])
+    elif urlparse.urlsplit(options["url"]).scheme == "https" or options.get("follow_redirects", True):
+        handlers.append(urlrequest.HTTPSHandler(context=context))
     if not options.get("use_proxy"):
         handlers.append(urlrequest.ProxyHandler({}))
     handlers.append(_Redirect() if options.get("follow_redirects", True) else _NoRedirect())
@@ -222,6 +292,8 @@ def _opener(options):
 def run(probe, options):
     url = options["url"]
     shown = safe_url(url)
+    if options.get("connect_address"):
+        shown = "%s (at %s)" % (shown, options["connect_address"])
     method = options.get("method") or "GET"
     data = options["body"].encode("utf-8") if options.get("body") is not None else None
     headers = dict((str(k), str(v)) for k, v in (options.get("headers") or {}).items())

@@ -18,7 +18,7 @@ import re
 import socket
 import ssl
 
-from ansible_collections.bosun.platform.plugins.module_utils._checks.base import cause
+from ansible_collections.bosun.platform.plugins.module_utils._checks.base import ca_problems, cause, verifying_context
 from ansible_collections.bosun.platform.plugins.module_utils._checks.status import Threshold
 
 TYPE = "tls_cert"
@@ -30,6 +30,8 @@ OPTIONS = dict(
     path=dict(type="path"),
     validate_certs=dict(type="bool", default=True),
     ca_cert=dict(type="path"),
+    # PEM text of the CA, e.g. from inventory; public, but kept out of logs as bulky noise
+    ca_cert_data=dict(type="str", no_log=True),
 )
 METRICS = dict(days=Threshold(21, 7, higher_is_worse=False, unit="days"))
 
@@ -45,7 +47,7 @@ def target(options):
 def validate(options):
     if bool(options.get("host")) == bool(options.get("path")):
         return ["tls_cert needs exactly one of tls_cert.host (a server) or tls_cert.path (a PEM file)"]
-    return []
+    return ca_problems("tls_cert", options)
 
 
 class DERError(ValueError):
@@ -127,7 +129,7 @@ def _verify(options, timeout):
     """None when the server's certificate is trusted for the name, else the reason."""
     host, port = options["host"], options["port"]
     name = options.get("server_name") or host
-    context = ssl.create_default_context(cafile=options.get("ca_cert"))
+    context = verifying_context(options.get("ca_cert"), options.get("ca_cert_data"))
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
             with context.wrap_socket(raw, server_hostname=name):
