@@ -243,7 +243,7 @@ def test_redis_measure_healthy():
     assert (m["memory"]["value"], m["memory"]["text"]) == (50.0, "Redis memory 50 %")
     assert (m["hit_rate"]["value"], m["hit_rate"]["status"], m["hit_rate"]["text"]) == (87.0, "ok", "hit rate 87 %")
     assert all(x["status"] == "ok" for x in probe.metrics)
-    assert probe.message.startswith("memory 512 MiB of 1 GiB (50 %), hit rate 87 %")
+    assert probe.message.startswith("memory 512 MiB of 1 GiB (50 %, noeviction), hit rate 87 %")
 
 
 def test_redis_measure_low_hit_rate_rejections_and_broken_replica():
