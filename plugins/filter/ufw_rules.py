@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters for the common role's firewall (roles/common/tasks/firewall.yml).
 
-- ``ufw_wanted_rules``: the rules the role wants, each with the comment that marks it as the role's.
+- ``ufw_wanted_rules``: the rules the role wants (SSH from the admin ranges and the control hosts,
+  the tier's rules), each with the comment that marks it as the role's.
 - ``ufw_stale_rules``: the rules of ``ufw show added`` that the role made and no longer wants.
 
 The logic is in module_utils/_firewall.py, unit-tested there.
@@ -16,9 +17,13 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.bosun.platform.plugins.module_utils import _firewall
 
 
-def ufw_wanted_rules(admin_cidrs, ssh_port, rules):
+def ufw_wanted_rules(admin_cidrs, ssh_port, rules, control_addresses=None):
     try:
-        return _firewall.wanted_rules(list(admin_cidrs), ssh_port, list(rules))
+        return _firewall.wanted_rules(list(admin_cidrs), ssh_port, list(rules), list(control_addresses or []))
+    except ValueError as exc:
+        raise AnsibleFilterError(
+            "ufw_wanted_rules: %s; give the control hosts a bosun_private_address (an IP address)" % exc
+        ) from None
     except (KeyError, TypeError, AttributeError) as exc:
         raise AnsibleFilterError("ufw_wanted_rules: a firewall rule is malformed (%s): %r" % (exc, rules)) from None
 

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import ipaddress
 import re
 
 # Comments of rules this role made.
@@ -26,10 +27,52 @@ def rule_id(rule, port, proto, source):
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]  # noqa: S324
 
 
-def wanted_rules(admin_cidrs, ssh_port, rules):
-    """SSH from each admin range, then each present tier rule, each with its owned comment."""
+def _networks(cidrs):
+    """The admin ranges that are networks ("any" and the like let everything in)."""
+    out = []
+    for cidr in cidrs:
+        try:
+            net = ipaddress.ip_network(str(cidr), strict=False)
+        except ValueError:
+            continue
+        if net.prefixlen > 0:
+            out.append(net)
+    return out
+
+
+def control_sources(admin_cidrs, control_addresses):
+    """The control hosts' addresses that need an SSH rule of their own.
+
+    Empty entries are ignored, duplicates dropped, and an address inside an admin range is
+    already let in by that range's rule. ``any`` (or 0.0.0.0/0) covers nothing here: it lets
+    everything in today, and the control host's own rule keeps it in once the range narrows.
+    An entry that is not an IP address raises ValueError naming it (ufw takes addresses only).
+    """
+    networks = _networks(admin_cidrs)
+    out = []
+    for entry in control_addresses:
+        text = str(entry).strip()
+        if not text:
+            continue
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise ValueError("control host address %r is not an IP address" % text) from None
+        if str(address) in out or any(address.version == n.version and address in n for n in networks):
+            continue
+        out.append(str(address))
+    return out
+
+
+def wanted_rules(admin_cidrs, ssh_port, rules, control_addresses=()):
+    """SSH from each admin range and each control host, then each present tier rule, each
+    with its owned comment."""
     wanted = [
         dict(rule="allow", port=str(ssh_port), proto="tcp", source=cidr, label="admin ssh") for cidr in admin_cidrs
+    ]
+    wanted += [
+        dict(rule="allow", port=str(ssh_port), proto="tcp", source=address, label="control ssh")
+        for address in control_sources(admin_cidrs, control_addresses)
     ]
     for item in rules:
         if item.get("state", "present") != "present":

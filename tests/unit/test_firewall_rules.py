@@ -2,6 +2,8 @@
 
 import hashlib
 
+import pytest
+from ansible.errors import AnsibleFilterError
 from ansible_collections.bosun.platform.plugins.filter import ufw_rules
 from ansible_collections.bosun.platform.plugins.module_utils import _firewall
 
@@ -66,3 +68,36 @@ def test_the_filters_take_ufw_output_as_text_or_lines():
     stale_line = "ufw allow 443/tcp comment 'bosun:%s https'" % _id("allow 443 tcp any")
     assert ufw_rules.ufw_stale_rules(stale_line + "\n", wanted) == ufw_rules.ufw_stale_rules([stale_line], wanted)
     assert len(ufw_rules.ufw_stale_rules([stale_line], wanted)) == 1
+
+
+def test_ssh_is_allowed_from_each_control_host():
+    wanted = _firewall.wanted_rules(["198.51.100.0/24"], 2222, [{"port": 443}], ["10.110.0.51", "10.110.0.52"])
+    control = [w for w in wanted if w["label"] == "control ssh"]
+    assert [(w["from"], w["port"], w["proto"]) for w in control] == [
+        ("10.110.0.51", "2222", "tcp"),
+        ("10.110.0.52", "2222", "tcp"),
+    ]
+    assert control[0]["comment"] == "bosun:%s control ssh" % _id("allow 2222 tcp 10.110.0.51")
+    # admin rules first, the tier's rules last
+    assert [w["label"] for w in wanted] == ["admin ssh", "control ssh", "control ssh", "rule"]
+
+
+def test_control_hosts_already_inside_an_admin_range_get_no_rule_of_their_own():
+    wanted = _firewall.wanted_rules(
+        ["10.110.0.0/20", "10.110.0.51/32"], 22, [], ["10.110.0.51", "10.110.0.51", "fd00::5"]
+    )
+    assert [(w["label"], w["from"]) for w in wanted] == [
+        ("admin ssh", "10.110.0.0/20"),
+        ("admin ssh", "10.110.0.51/32"),
+        ("control ssh", "fd00::5"),
+    ]
+    # "any" lets everything in today, but the rule keeps the control host in when the range narrows
+    assert [w["from"] for w in _firewall.wanted_rules(["any"], 22, [], ["10.0.0.5"])] == ["any", "10.0.0.5"]
+
+
+def test_a_control_address_that_is_not_an_ip_address_is_refused_by_name():
+    with pytest.raises(ValueError, match="mon1.example.com"):
+        _firewall.wanted_rules([], 22, [], ["mon1.example.com"])
+    with pytest.raises(AnsibleFilterError, match="bosun_private_address"):
+        ufw_rules.ufw_wanted_rules([], 22, [], ["mon1.example.com"])
+    assert ufw_rules.ufw_wanted_rules(["10.0.0.0/8"], 22, []) == _firewall.wanted_rules(["10.0.0.0/8"], 22, [], [""])
