@@ -249,8 +249,8 @@ def test_redis_measure_healthy():
 def test_redis_measure_low_hit_rate_rejections_and_broken_replica():
     info = dict(
         REDIS_INFO,
-        keyspace_hits=1,
-        keyspace_misses=3,
+        keyspace_hits=100,
+        keyspace_misses=300,
         rejected_connections=2,
         role="slave",
         master_link_status="down",
@@ -265,6 +265,29 @@ def test_redis_measure_low_hit_rate_rejections_and_broken_replica():
     assert m["rejected_connections"]["status"] == "warn"
     assert m["master_link"]["status"] == "crit"
     assert m["memory"]["value"] == 6.2 and "no maxmemory" in m["memory"]["text"]
+
+
+def test_redis_too_few_lookups_are_reported_not_judged():
+    # a fresh cache: one miss is not a 0 % hit rate worth a warning
+    probe = probe_for(redis_check)
+    redis_check.measure(probe, dict(REDIS_INFO, keyspace_hits=0, keyspace_misses=1))
+    m = by_name(probe)
+    assert (m["hit_rate"]["value"], m["hit_rate"]["status"]) == (0.0, "ok")
+    assert "too few lookups to judge" in m["hit_rate"]["text"]
+    probe = probe_for(redis_check)
+    redis_check.measure(probe, dict(REDIS_INFO, keyspace_hits=0, keyspace_misses=redis_check.MIN_LOOKUPS))
+    assert by_name(probe)["hit_rate"]["status"] == "warn"
+
+
+def test_load_in_a_container_with_the_machines_loadavg_is_not_judged():
+    files = {"/run/systemd/container": "docker\n", "/proc/mounts": "overlay / overlay rw 0 0\n"}
+    assert load_check.shared_loadavg(read=files.get, exists=lambda p: False) == "docker"
+    assert load_check.shared_loadavg(read={}.get, exists=lambda p: p == "/.dockerenv") == "docker"
+    # lxcfs gives the container its own /proc/loadavg: judged
+    files["/proc/mounts"] += "lxcfs /proc/loadavg fuse.lxcfs rw 0 0\n"
+    assert load_check.shared_loadavg(read=files.get, exists=lambda p: False) is None
+    # not a container
+    assert load_check.shared_loadavg(read={}.get, exists=lambda p: False) is None
 
 
 def test_redis_no_lookups_is_not_a_low_hit_rate():

@@ -14,6 +14,10 @@ a full cache is its normal state, so fullness is only reported and the verdict c
 that pushes keys out about as often as it is read is too small. Under noeviction (or
 volatile-* with no TTL keys, or no maxmemory) a full Redis refuses writes or runs the host
 out of memory, so fullness is judged against the thresholds.
+
+Hit rate and evictions are ratios of the key lookups since the statistics started; below
+MIN_LOOKUPS lookups (a cache just started or just restarted) they are reported, not judged:
+one miss on a fresh cache is not a 0 % hit rate worth a warning.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,6 +32,7 @@ from ansible_collections.bosun.platform.plugins.module_utils._io import redact
 TYPE = "redis"
 FAMILY_ARGS = _redis.REDIS_COMMON_ARGS
 OPTIONS = {}
+MIN_LOOKUPS = 100
 METRICS = dict(
     memory=Threshold(70, 85, unit="%"),
     hit_rate=Threshold(80, None, higher_is_worse=False, unit="%"),
@@ -140,10 +145,12 @@ def measure(probe, info):
         probe.metric("memory", pct, "Redis memory %s %% of the host (no maxmemory)" % fmt_num(pct, 0))
         memory_note = "memory %s, no maxmemory set" % fmt_bytes(used)
 
+    judged = hits + misses >= MIN_LOOKUPS
+    too_few = "" if judged else ", too few lookups to judge"
     if hits + misses:
         rate = round(100.0 * hits / (hits + misses), 1)
-        probe.metric("hit_rate", rate, "hit rate %s %%" % fmt_num(rate, 0))
-        rate_note = "hit rate %s %% (%d hits, %d misses)" % (fmt_num(rate, 0), hits, misses)
+        probe.metric("hit_rate", rate, "hit rate %s %%%s" % (fmt_num(rate, 0), too_few), status=None if judged else OK)
+        rate_note = "hit rate %s %% (%d hits, %d misses%s)" % (fmt_num(rate, 0), hits, misses, too_few)
     else:
         probe.metric("hit_rate", None, "hit rate n/a (no lookups yet)")
         rate_note = "no key lookups yet"
@@ -156,7 +163,7 @@ def measure(probe, info):
             text = "evictions n/a (no lookups yet, %d evicted)" % evicted
         else:
             text = "%s evictions per 100 lookups" % fmt_num(ratio)
-        probe.metric("evictions", ratio, text, headline=False)
+        probe.metric("evictions", ratio, text, headline=False, status=None if judged else OK)
         if ratio is not None:
             evicted_note = "%d evicted (%s per 100 lookups)" % (evicted, fmt_num(ratio))
     rejected = int(info.get("rejected_connections") or 0)
