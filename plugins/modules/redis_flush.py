@@ -134,7 +134,7 @@ EXAMPLES = r"""
       - "user:{{ user_id }}:"
     max_keys: 10000
     login_user: cache-maint
-    login_password: "{{ vault_redis_cache_maint_password }}"
+    login_password: "{{ vault_redis_maintenance_password }}"
 
 - name: The same with a pattern template (the value is escaped, never a wildcard)
   bosun.platform.redis_flush:
@@ -143,7 +143,7 @@ EXAMPLES = r"""
     pattern_params:
       id: "{{ user_id }}"
     login_user: cache-maint
-    login_password: "{{ vault_redis_cache_maint_password }}"
+    login_password: "{{ vault_redis_maintenance_password }}"
 
 - name: Flush database 2 over TLS
   bosun.platform.redis_flush:
