@@ -10,7 +10,7 @@ export ANSIBLE_ROLES_PATH := $(ROOT)/roles
 # Molecule scenarios run one after another; `make molecule SCENARIOS="common"` runs some.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help setup collection lint sanity unit integration molecule test clean lab lab-down
+.PHONY: help setup collection lint sanity unit integration rehearsal molecule test clean lab lab-down
 
 help:
 	@echo "make setup        install what the tests need (idempotent)"
@@ -18,6 +18,7 @@ help:
 	@echo "make sanity       ansible-test sanity, no ignores"
 	@echo "make unit         pytest tests/unit"
 	@echo "make integration  pytest tests/integration against real servers"
+	@echo "make rehearsal    the production rehearsal: inventories/example on six hosts over SSH"
 	@echo "make molecule     every Molecule scenario, one after another"
 	@echo "make test         all of the above"
 	@echo "make lab          the local lab: five hosts, site.yml, a deploy, the health report"
@@ -31,7 +32,7 @@ collection:
 	@python3 tests/support/collection.py >/dev/null
 
 lint: collection
-	@$(STAGE) lint bash -c 'set -e; yamllint -s . && ruff check . && ruff format --check . && python3 scripts/check_role_specs.py && ansible-lint --offline'
+	@$(STAGE) lint bash -c 'set -e; yamllint -s . && ruff check . && ruff format --check . && python3 scripts/check_role_specs.py && python3 scripts/check_doc_vars.py && ansible-inventory -i inventories/example --list > /dev/null && ansible-lint --offline'
 
 sanity:
 	@$(STAGE) sanity bash scripts/sanity.sh
@@ -41,6 +42,10 @@ unit: collection
 
 integration: collection
 	@$(STAGE) integration pytest -q tests/integration
+
+# inventories/example as an operator uses it (docs/production.md): tests/rehearsal.
+rehearsal: collection
+	@$(STAGE) rehearsal pytest -q -s --tb=short -p no:cacheprovider tests/rehearsal
 
 molecule: collection
 	@$(STAGE) molecule bash scripts/molecule.sh $(SCENARIOS)
@@ -52,6 +57,7 @@ test:
 	@$(MAKE) --no-print-directory sanity
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory rehearsal
 	@$(MAKE) --no-print-directory molecule
 
 # The collection's main job on a local lab of five containers reached over SSH.

@@ -9,18 +9,28 @@
 #   scripts/lab.sh down    remove them and their network
 #   scripts/lab.sh status  list them
 # `make lab` is `up` + `main` (after `make setup`); `make lab-down` is `down`.
+#
+# Another set of hosts beside the lab (the production rehearsal, tests/rehearsal) sets
+# BOSUN_LAB_NAME, BOSUN_LAB_NET (the first three octets of its /24), BOSUN_LAB_HOSTS
+# (name:last-octet ...) and BOSUN_LAB_STATE_DIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-NETWORK=bosun-lab
-SUBNET=172.30.213.0/24
-GATEWAY=172.30.213.1
+NAME=${BOSUN_LAB_NAME:-lab}
+NET=${BOSUN_LAB_NET:-172.30.213}
+NETWORK=bosun-$NAME
+SUBNET=$NET.0/24
+GATEWAY=$NET.1
 IMAGE=${BOSUN_LAB_IMAGE:-bosun-platform/debian:12}
-KEY_DIR="$ROOT/.cache/lab"
+KEY_DIR=${BOSUN_LAB_STATE_DIR:-$ROOT/.cache/$NAME}
 KEY="$KEY_DIR/id_ed25519"
 # name:address — keep in step with inventories/lab/hosts.yml
-HOSTS="lb1:172.30.213.10 app1:172.30.213.21 app2:172.30.213.22 db1:172.30.213.31 cache1:172.30.213.41"
+HOSTS=""
+for spec in ${BOSUN_LAB_HOSTS:-lb1:10 app1:21 app2:22 db1:31 cache1:41}; do
+  HOSTS="$HOSTS ${spec%%:*}:$NET.${spec##*:}"
+done
+HOSTS=${HOSTS# }
 
-log() { printf '[lab %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+log() { printf '[%s %s] %s\n' "$NAME" "$(date -u +%H:%M:%S)" "$*"; }
 die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
 
 ssh_to() {  # ssh_to <address> <command...>
@@ -39,21 +49,21 @@ up() {
   fi
   local spec name addr container
   for spec in $HOSTS; do
-    name=${spec%%:*}; addr=${spec##*:}; container="bosun-lab-$name"
+    name=${spec%%:*}; addr=${spec##*:}; container="$NETWORK-$name"
     if ! docker container inspect "$container" >/dev/null 2>&1; then
       log "creating $name ($addr)"
       docker run -d --name "$container" --hostname "$name" \
         --network "$NETWORK" --ip "$addr" \
         --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined \
         --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
-        --label bosun.lab=1 "$IMAGE" >/dev/null
+        --label "bosun.lab=$NAME" "$IMAGE" >/dev/null
     elif [ "$(docker container inspect -f '{{.State.Running}}' "$container")" != true ]; then
       log "starting $name"
       docker start "$container" >/dev/null
     fi
   done
   for spec in $HOSTS; do
-    name=${spec%%:*}; addr=${spec##*:}; container="bosun-lab-$name"
+    name=${spec%%:*}; addr=${spec##*:}; container="$NETWORK-$name"
     # What a Droplet gets from its provider: root's authorized key. Plus, lab only: apt
     # through the archive cache of the test machine when it runs.
     docker exec "$container" sh -c 'for i in $(seq 1 60); do systemctl is-active -q ssh && exit 0; sleep 0.5; done; exit 1' \
@@ -78,9 +88,9 @@ up() {
 
 down() {
   local ids=()
-  mapfile -t ids < <(docker ps -aq --filter label=bosun.lab=1)
+  mapfile -t ids < <(docker ps -aq --filter "label=bosun.lab=$NAME")
   if [ "${#ids[@]}" -gt 0 ]; then
-    log "removing the lab hosts"
+    log "removing the $NAME hosts"
     docker rm -f "${ids[@]}" >/dev/null
   fi
   if docker network inspect "$NETWORK" >/dev/null 2>&1; then
@@ -112,7 +122,7 @@ main() {
 }
 
 status() {
-  docker ps -a --filter label=bosun.lab=1 --format 'table {{.Names}}\t{{.Status}}'
+  docker ps -a --filter "label=bosun.lab=$NAME" --format 'table {{.Names}}\t{{.Status}}'
 }
 
 case "${1:-}" in
