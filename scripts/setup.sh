@@ -38,6 +38,9 @@ HOST_PACKAGES=(
   docker.io debootstrap
   postgresql redis-server nginx-light openssl zstd lz4
   python3-venv git rsync curl ca-certificates shellcheck
+  # setfacl: the integration tests run the backup playbooks on this machine as a db host,
+  # becoming postgres (the common role installs acl on real hosts)
+  acl
 )
 
 missing=()

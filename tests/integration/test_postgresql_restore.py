@@ -243,6 +243,9 @@ def test_playbooks_backup_drill_and_confirmed_restore(postgres, tmp_path):
             bosun_backup_drill_result_file=str(tmp_path / "drill.json"),
             bosun_backup_restore_db=db,
             bosun_lock_path=str(tmp_path / "platform.lock"),  # restore.yml takes the platform lock
+            # On a db host the jobs become postgres (the rehearsal runs them so); here they run
+            # as the test's user against the loopback server, with its login.
+            bosun_backup_become=False,
         )
         vars_file = tmp_path / "vars.json"
         vars_file.write_text(json.dumps(settings))

@@ -288,57 +288,6 @@ def test_pitr_drill_playbook(archiving, run_module, workdir):
     )
 
 
-def test_maintenance_basebackup_and_pitr_drill_jobs(archiving, workdir):
-    """maintenance.yml --tags basebackup,pitr_drill: a verified base backup with WAL retention, then the drill."""
-    pg = archiving
-    base_dir = make_dir(os.path.join(workdir, "base-jobs"))
-    scratch_parent = make_dir(os.path.join(workdir, "scratch-jobs"))
-    results = make_dir(os.path.join(workdir, "results"))
-    switch_and_wait(pg)
-    extra = dict(
-        bosun_pitr_hosts="localhost",
-        bosun_pitr_become=False,
-        bosun_lock_become=False,
-        bosun_maintenance_health=False,
-        bosun_maintenance_result_dir=results,
-        bosun_pitr_tool=[PYTHON, WAL_TOOL],
-        bosun_pitr_os_user=OS_USER.pw_name if OS_USER else os.environ.get("USER", ""),
-        bosun_pitr_archive_dir=pg.archive,
-        bosun_pitr_base_dir=base_dir,
-        bosun_pitr_scratch_dir=os.path.join(scratch_parent, "cluster"),
-        bosun_pitr_scratch_port=pg.port + 4,
-        bosun_pitr_login_host=pg.host,
-        bosun_pitr_login_port=pg.port,
-        bosun_pitr_login_user=pg.user,
-        bosun_pitr_login_password=pg.password,
-        bosun_pitr_archive_wait=ARCHIVE_TIMEOUT * 6,
-        bosun_basebackup_keep_last=1,
-    )
-    oldest_before = min(s[8:24] for s in os.listdir(pg.archive) if len(s) == 16 and s != "history")
-    proc = run_playbook("maintenance.yml", extra, workdir, ["--tags", "basebackup"])
-    assert pg.password not in proc.stdout + proc.stderr
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
-    # On a db host the job runs as postgres (become); here as the test's user: hand it over.
-    _chown_tree(base_dir, OS_USER)
-    proc = run_playbook("maintenance.yml", extra, workdir, ["--tags", "pitr_drill"])
-    assert pg.password not in proc.stdout + proc.stderr
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
-    base = json.load(open(os.path.join(results, "basebackup.json")))
-    assert base["status"] == "ok", base
-    work = base["work"]["localhost"]
-    assert work["backup"]["verified"] is True and work["kept"] == [work["backup"]["path"]]
-    # Retention: the archive now starts at the kept base backup's first segment.
-    kept_from = work["wal_kept_from"]
-    assert kept_from == work["backup"]["start_wal"] and kept_from[8:24] > oldest_before
-    left = [f for d in os.listdir(pg.archive) if d != "history" for f in os.listdir(os.path.join(pg.archive, d))]
-    assert left and all(f[8:24] >= kept_from[8:24] for f in left)
-    drill = json.load(open(os.path.join(results, "pitr_drill.json")))
-    assert drill["status"] == "ok", drill
-    assert drill["work"]["localhost"]["ok"] is True
-    assert drill["work"]["localhost"]["backup"] == work["backup"]["path"]
-    assert not os.path.exists(os.path.join(scratch_parent, "cluster"))
-
-
 def run_playbook(name, extra, workdir, args=()):
     extra = dict(extra, bosun_lock_path=os.path.join(workdir, "platform.lock"))  # restore_pitr.yml takes it
     extra_file = os.path.join(workdir, "extra.json")
@@ -567,3 +516,56 @@ def test_recovery_to_the_end_of_the_archive_aborts_at_a_damaged_segment(
         assert removed.returncode == 0, removed.stderr
         assert not os.path.exists(data_dir) and not os.path.exists(data_dir + ".recover.log")
         shutil.rmtree(archive, ignore_errors=True)
+
+
+# Last in this file: its WAL retention prunes the shared archive below its own base backup,
+# and the other tests recover from older base backups that need those segments.
+def test_maintenance_basebackup_and_pitr_drill_jobs(archiving, workdir):
+    """maintenance.yml --tags basebackup,pitr_drill: a verified base backup with WAL retention, then the drill."""
+    pg = archiving
+    base_dir = make_dir(os.path.join(workdir, "base-jobs"))
+    scratch_parent = make_dir(os.path.join(workdir, "scratch-jobs"))
+    results = make_dir(os.path.join(workdir, "results"))
+    switch_and_wait(pg)
+    extra = dict(
+        bosun_pitr_hosts="localhost",
+        bosun_pitr_become=False,
+        bosun_lock_become=False,
+        bosun_maintenance_health=False,
+        bosun_maintenance_result_dir=results,
+        bosun_pitr_tool=[PYTHON, WAL_TOOL],
+        bosun_pitr_os_user=OS_USER.pw_name if OS_USER else os.environ.get("USER", ""),
+        bosun_pitr_archive_dir=pg.archive,
+        bosun_pitr_base_dir=base_dir,
+        bosun_pitr_scratch_dir=os.path.join(scratch_parent, "cluster"),
+        bosun_pitr_scratch_port=pg.port + 4,
+        bosun_pitr_login_host=pg.host,
+        bosun_pitr_login_port=pg.port,
+        bosun_pitr_login_user=pg.user,
+        bosun_pitr_login_password=pg.password,
+        bosun_pitr_archive_wait=ARCHIVE_TIMEOUT * 6,
+        bosun_basebackup_keep_last=1,
+    )
+    oldest_before = min(s[8:24] for s in os.listdir(pg.archive) if len(s) == 16 and s != "history")
+    proc = run_playbook("maintenance.yml", extra, workdir, ["--tags", "basebackup"])
+    assert pg.password not in proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    # On a db host the job runs as postgres (become); here as the test's user: hand it over.
+    _chown_tree(base_dir, OS_USER)
+    proc = run_playbook("maintenance.yml", extra, workdir, ["--tags", "pitr_drill"])
+    assert pg.password not in proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    base = json.load(open(os.path.join(results, "basebackup.json")))
+    assert base["status"] == "ok", base
+    work = base["work"]["localhost"]
+    assert work["backup"]["verified"] is True and work["kept"] == [work["backup"]["path"]]
+    # Retention: the archive now starts at the kept base backup's first segment.
+    kept_from = work["wal_kept_from"]
+    assert kept_from == work["backup"]["start_wal"] and kept_from[8:24] > oldest_before
+    left = [f for d in os.listdir(pg.archive) if d != "history" for f in os.listdir(os.path.join(pg.archive, d))]
+    assert left and all(f[8:24] >= kept_from[8:24] for f in left)
+    drill = json.load(open(os.path.join(results, "pitr_drill.json")))
+    assert drill["status"] == "ok", drill
+    assert drill["work"]["localhost"]["ok"] is True
+    assert drill["work"]["localhost"]["backup"] == work["backup"]["path"]
+    assert not os.path.exists(os.path.join(scratch_parent, "cluster"))
