@@ -7,14 +7,22 @@ STAGE := $(ROOT)/scripts/stage.sh
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(ROOT)/roles
+# The collection as Ansible finds it (a symlink to this checkout, made by `make collection`).
+COLLECTION_DIR := $(ROOT)/.cache/collections/ansible_collections/bosun/platform
+# Module, plugin and role docs: markup, schema, and O()/RV()/M() references to this collection
+# and the collections it depends on; references to any other collection are errors.
+DOCS_LINT_FLAGS := --plugin-docs --check-extra-docs-refs --validate-collection-refs dependent --disallow-unknown-collection-refs
+# `make docs` writes the docsite here (not committed); it needs no network beyond the package index.
+DOCSITE := $(ROOT)/.cache/docsite
 # Molecule scenarios run one after another; `make molecule SCENARIOS="common"` runs some.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help setup collection lint sanity unit integration rehearsal molecule test clean lab lab-down
+.PHONY: help setup collection lint docs sanity unit integration rehearsal molecule test clean lab lab-down
 
 help:
 	@echo "make setup        install what the tests need (idempotent)"
-	@echo "make lint         ansible-lint (production, offline), yamllint, ruff"
+	@echo "make lint         ansible-lint (production, offline), yamllint, ruff, antsibull-docs lint"
+	@echo "make docs         the collection docsite (antsibull-docs + Sphinx) in .cache/docsite/build/html"
 	@echo "make sanity       ansible-test sanity, no ignores"
 	@echo "make unit         pytest tests/unit"
 	@echo "make integration  pytest tests/integration against real servers"
@@ -32,7 +40,20 @@ collection:
 	@python3 tests/support/collection.py >/dev/null
 
 lint: collection
-	@$(STAGE) lint bash -c 'set -e; yamllint -s . && ruff check . && ruff format --check . && python3 scripts/check_role_specs.py && python3 scripts/check_doc_vars.py && ansible-inventory -i inventories/example --list > /dev/null && ansible-lint --offline'
+	@$(STAGE) lint bash -c 'set -e; yamllint -s . && ruff check . && ruff format --check . && python3 scripts/check_role_specs.py && python3 scripts/check_doc_vars.py && antsibull-changelog lint && python3 scripts/check_changelog_fragment.py && antsibull-docs lint-collection-docs $(DOCS_LINT_FLAGS) $(COLLECTION_DIR) && ansible-inventory -i inventories/example --list > /dev/null && ansible-lint --offline'
+
+# Offline: intersphinx is off, so references to docs.ansible.com pages (other collections,
+# common return values) render as plain text instead of failing the build.
+docs: collection
+	@rm -rf $(DOCSITE) && mkdir -p $(DOCSITE)
+	@antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error \
+		--project bosun.platform --title 'bosun.platform' --dest-dir $(DOCSITE) bosun.platform >/dev/null
+	@printf '%s\n' 'intersphinx_mapping = {}' \
+		"nitpick_ignore = [('std:ref', 'common_return_values'), ('std:ref', 'ansible_configuration_settings')]" \
+		"nitpick_ignore_regex = [('std:ref', r'ansible_collections\.(?!bosun\.platform\.).*')]" \
+		"import sys; sys.path.insert(0, '$(ROOT)/scripts'); extensions.append('docsite_guides')" >> $(DOCSITE)/conf.py
+	@bash $(DOCSITE)/build.sh >$(DOCSITE)/build.log 2>&1 || { cat $(DOCSITE)/build.log; exit 1; }
+	@echo "docsite: $(DOCSITE)/build/html/index.html"
 
 sanity:
 	@$(STAGE) sanity bash scripts/sanity.sh

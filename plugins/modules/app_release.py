@@ -34,6 +34,8 @@ description:
     install running now), with their tarballs in C(artifacts/). Directories without a marker are never touched.
   - V(query) changes nothing and returns the releases.
 author: bosun.platform maintainers (@bosun-platform)
+extends_documentation_fragment:
+  - bosun.platform.attributes
 options:
   state:
     description: What to do (see the description).
@@ -123,13 +125,25 @@ options:
 attributes:
   check_mode:
     support: full
-    description:
+    details:
       - Reports exactly what a real run would change and changes nothing. A release that is not installed
         is reported as installed by V(installed) and as switched to by V(current) (in a check run its install
         has not happened).
+  diff_mode:
+    support: none
+    details: No diff is produced; RV(installed), RV(switched) and RV(previous) say what changed.
+  platform:
+    support: full
+    platforms: posix
 notes:
   - Runs as root (the release belongs to root and O(group)); build and pip commands run as root too.
-  - Commands are run by argv, never through a shell; their output is returned only in error messages.
+  - Commands are run by argv, never through a shell; their output is returned only in error messages
+    (the last 2000 characters of a failed command's output). No file contents are returned; the app's
+    environment file (C(shared/.env)) is only linked, never read.
+  - Unpacked files keep their permission bits but never setuid or setgid; owners, modes and times are
+    set on file descriptors, never through a path a symlink could redirect.
+  - Any failure during an install leaves the unfinished marker, so the directory never counts as a
+    release, a switch to it is refused, and the next install of that id starts over.
 """
 
 EXAMPLES = r"""

@@ -23,7 +23,8 @@ description:
     C(value < crit) is crit.
   - "Default thresholds: http latency 200/500 ms; disk space and inodes, memory 70/85 %;
     load per core 60/80 %; PostgreSQL connections 70/85 % of max_connections, age of the last
-    archived WAL 900/3600 s, replica lag 30/300 s, oldest open transaction 600/3600 s; Redis
+    archived WAL 900/3600 s, replica lag 30/300 s, oldest open transaction 600/3600 s, size of
+    C(pg_wal) 2048/4096 MB; Redis
     memory 70/85 % of maxmemory (only where Redis cannot evict), evictions 20/100 per 100 key
     lookups (under an eviction policy), hit rate warn below 80 %, rejected connections warn
     from 1; TLS certificate warn below 21 days, crit below 7 days."
@@ -40,19 +41,26 @@ description:
     or all redis, since they cannot say which family they were meant for."
 author:
   - bosun.platform maintainers (@bosun-platform)
+extends_documentation_fragment:
+  - bosun.platform.attributes
 attributes:
   check_mode:
     support: full
-    description: Checks only read; check mode runs them all and reports the same.
+    details:
+      - Checks only read; check mode runs them all and reports the same.
+      - A V(command) check runs in check mode too, so give it only commands without side effects.
   diff_mode:
     support: none
-    description: Nothing is changed, so there is no diff.
+    details: Nothing is changed, so there is no diff.
   action_group:
     support: full
     description: Member of C(group/bosun.platform.postgres) and C(group/bosun.platform.redis).
     membership:
       - bosun.platform.postgres
       - bosun.platform.redis
+  platform:
+    support: full
+    platforms: posix
 requirements:
   - psycopg2 on the managed host for postgres checks
   - redis (redis-py) on the managed host for redis checks
@@ -94,7 +102,7 @@ options:
           - "Thresholds of the check's other metrics, as C(metric: {warn: N, crit: N})."
           - "Metrics: http C(latency); tcp C(connect); tls_cert C(days); disk C(used), C(inodes);
             memory C(used); load C(per_core); postgres C(connections), C(archive_age),
-            C(replication_lag), C(oldest_transaction); redis C(memory), C(hit_rate),
+            C(replication_lag), C(oldest_transaction), C(wal_size) (MB); redis C(memory), C(hit_rate),
             C(evicted_keys), C(evictions), C(rejected_connections)."
         type: dict
       labels:
@@ -246,7 +254,14 @@ options:
             O(checks[].postgres.dbname). Logs in, runs C(SELECT 1), then measures connections
             used of C(max_connections) (the value), recovery (replica) and replay lag, WAL
             archiving (failing, age of the last archived segment) and the oldest open transaction.
-          - Use a role with C(pg_monitor) so that other sessions' transactions are visible.
+          - Use a role with C(pg_monitor) so that other sessions' transactions and the size of
+            C(pg_wal) (C(pg_ls_waldir())) are visible; without it C(wal_size) says not readable
+            and stays V(ok).
+          - "WAL archiving that fails (last failure newer than last success) is V(crit) whatever the
+            age of the last archived segment. While it fails, PostgreSQL keeps every segment in
+            C(pg_wal), which grows until its disk is full; C(wal_size) warns before that. Set its
+            thresholds from the free space of the data volume, for instance
+            C(thresholds: {wal_size: {warn: 8192, crit: 16384}}) on a 50 GB volume."
         type: dict
         suboptions:
           dbname:
@@ -313,7 +328,7 @@ options:
             (with the password or ACL user, over TLS if asked) and reads INFO, measuring memory
             used of C(maxmemory) (the value; of the host's memory when C(maxmemory) is 0), hit
             rate, evicted keys, rejected connections and the role (a replica whose master link
-            is down is V(crit)).
+            is down is V(crit)). It tries once, with no retries.
           - Under an eviction policy with keys to evict (C(allkeys-*), or C(volatile-*) while
             some key has a TTL) a full cache is normal; memory is reported as V(ok) and the
             C(evictions) metric (keys evicted per 100 key lookups) is judged instead. Under

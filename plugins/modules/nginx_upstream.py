@@ -32,6 +32,8 @@ description:
     connection to the drained members' addresses and ports (read with C(ss)), at most
     O(drain_timeout) seconds.
 author: bosun.platform maintainers (@bosun-platform)
+extends_documentation_fragment:
+  - bosun.platform.attributes
 options:
   name:
     description: Upstream name (letters, digits, C(_)); names its membership file.
@@ -90,13 +92,23 @@ options:
 attributes:
   check_mode:
     support: full
-    description:
+    details:
       - Reports exactly whether the file would change (and refuses what a real run refuses, including a
         configuration that fails C(nginx -t)); writes nothing, does not reload and does not wait.
+  diff_mode:
+    support: none
+    details: No diff of the upstream file is produced; RV(down) and RV(up) name the members marked.
+  platform:
+    support: full
+    platforms: linux
+    details: Connections are counted with C(ss) (iproute2), so the load balancer must run Linux.
 notes:
   - The connections counted are every established TCP connection of this host to the members'
     addresses and ports; on a load balancer those are nginx's.
   - C(ss) (iproute2) must be installed.
+  - Marking down what is down (or up what is up) writes nothing and reloads nothing; a drain still
+    waits for the connections. Requests in flight finish; old nginx workers close after nginx's
+    C(worker_shutdown_timeout).
   - A member on a unix socket (C(unix:/path)) is marked like any other, but not waited for (it has no
     TCP connection to count) and is absent from RV(remaining_connections).
 """

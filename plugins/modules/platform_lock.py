@@ -29,6 +29,8 @@ description:
   - Run it once per play on a single host (C(run_once) with C(delegate_to)), the same host
     for every job.
 author: bosun.platform maintainers (@bosun-platform)
+extends_documentation_fragment:
+  - bosun.platform.attributes
 options:
   path:
     description: Lock file. Its directory is created when missing.
@@ -82,9 +84,20 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Check mode reports whether the lock would be taken or released and fails when it is held.
+    details: Check mode reports whether the lock would be taken or released and fails when it is held.
+  diff_mode:
+    support: none
+    details: No diff is produced; RV(holder) names who holds the lock.
+  platform:
+    support: full
+    platforms: posix
 notes:
-  - Failing to take a held lock fails the task with a message naming the holder, the job and its age.
+  - Failing to take a held lock fails the task with a message naming the holder, the job and its age,
+    and why the lock still counts (its keeper is running, its time limit has not passed, or it set none).
+  - The keeper ends within 2 seconds of the release. On a host without C(/proc) no keeper is
+    started and the time limit alone counts.
+  - To end a dead job's lock by hand, run the next job with O(force=true); the keeper sees its
+    token gone and exits.
 """
 
 EXAMPLES = r"""

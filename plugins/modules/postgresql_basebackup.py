@@ -35,6 +35,7 @@ author:
   - bosun.platform maintainers (@bosun-platform)
 extends_documentation_fragment:
   - bosun.platform.postgres
+  - bosun.platform.attributes
 options:
   backup_dir:
     description:
@@ -103,6 +104,11 @@ options:
     description:
       - Directory of the node_exporter textfile collector; C(bosun_basebackup.prom) is written
         there atomically on success and on failure.
+      - "Metrics: C(bosun_basebackup_last_status), C(bosun_basebackup_last_run_timestamp_seconds),
+        C(bosun_basebackup_last_success_timestamp_seconds), C(bosun_basebackup_last_size_bytes),
+        C(bosun_basebackup_last_duration_seconds), C(bosun_basebackup_count),
+        C(bosun_basebackup_oldest_recovery_point_timestamp_seconds) (the earliest point-in-time
+        target), and with O(wal_archive_dir) C(bosun_wal_archive_bytes) and C(bosun_wal_archive_files)."
     type: path
   bin_dir:
     description:
@@ -119,6 +125,14 @@ notes:
     server's current WAL segment (a real run starts at that segment or a later one).
   - The password reaches C(pg_basebackup) in its environment, never on its command line.
   - Tablespaces other than the default ones are not supported (the backup is refused).
+  - The preflight refuses C(wal_level=minimal) and warns when C(archive_mode) is off (such a backup
+    restores to its own end only).
+  - With PostgreSQL 15 clients the streamed C(pg_wal.tar) is compressed only with client-side gzip
+    (it stays a plain tar with zstd), and C(pg_verifybackup) reads plain-format backups only, hence
+    the verification on an extracted temporary copy.
+  - WAL retention deletes segments, C(.partial) and C(.backup) files, compared by position like
+    C(pg_archivecleanup). When a kept backup's manifest does not say where it starts, no WAL is
+    deleted and a warning says which.
 requirements:
   - pg_basebackup and pg_verifybackup of the server's major version or newer
   - zstd or lz4 programs to verify backups compressed with them
@@ -127,10 +141,13 @@ seealso:
 attributes:
   check_mode:
     support: full
-    description: Predicts what a real run reports as changed.
+    details: Predicts what a real run reports as changed.
   diff_mode:
     support: none
-    description: No diff is produced.
+    details: No diff is produced.
+  platform:
+    support: full
+    platforms: posix
 """
 
 EXAMPLES = r"""

@@ -35,6 +35,7 @@ author:
   - bosun.platform maintainers (@bosun-platform)
 extends_documentation_fragment:
   - bosun.platform.postgres
+  - bosun.platform.attributes
 options:
   db:
     description:
@@ -142,6 +143,11 @@ options:
     description:
       - Directory of the node_exporter textfile collector. Each run writes
         C(bosun_backup_<database>.prom) there atomically, on success and on failure.
+      - "Metrics (labels C(database) and C(kind)): C(bosun_backup_last_status) (1 when the last run
+        succeeded, 0 when it failed), C(bosun_backup_last_run_timestamp_seconds),
+        C(bosun_backup_last_success_timestamp_seconds) (when the newest verified backup finished,
+        read from its manifest, so it survives failed runs), C(bosun_backup_last_size_bytes) and
+        C(bosun_backup_last_duration_seconds) of the newest verified backup."
     type: path
   bin_dir:
     description:
@@ -155,6 +161,13 @@ notes:
   - The password reaches C(pg_dump) in its environment (E(PGPASSWORD)), never on its
     command line; inherited E(PG*) variables are ignored.
   - Two runs for the same database exclude each other with a lock file in its directory.
+  - "Layout: database names are percent-encoded into one safe directory name each; extensions are
+    C(.dump) (custom format), C(.dump.zst) and C(.dump.lz4) (custom format streamed through the
+    compressor), C(.dir) (directory format) and C(.sql) (globals). Backups and manifests are mode
+    0600, directories 0700. Names have one-second resolution; a second run in the same second
+    waits for the next one."
+  - With O(all_databases=true) a database that fails does not stop the others; the task fails at
+    the end with one message per failed database, listed in RV(failed).
 requirements:
   - pg_dump, pg_restore (and pg_dumpall for all_databases) of the server's major version or newer
   - zstd or lz4 programs to stream those compressions with a client older than PostgreSQL 16
@@ -163,10 +176,13 @@ seealso:
 attributes:
   check_mode:
     support: full
-    description: Predicts exactly what a real run reports as changed.
+    details: Predicts exactly what a real run reports as changed.
   diff_mode:
     support: none
-    description: No diff is produced.
+    details: No diff is produced.
+  platform:
+    support: full
+    platforms: posix
 """
 
 EXAMPLES = r"""

@@ -27,6 +27,7 @@ author:
   - bosun.platform maintainers (@bosun-platform)
 extends_documentation_fragment:
   - bosun.platform.postgres
+  - bosun.platform.attributes
 options:
   action:
     description: What to do.
@@ -129,17 +130,26 @@ notes:
     know how long a VACUUM would take. It ends no session.
   - The login role must own the tables (or the database), or be a superuser, to vacuum
     them; other tables are skipped with reason V(permission).
+  - Only transactions in the same database count against O(max_xact_age); since PostgreSQL 14 a
+    transaction in another database does not hold back this one's cleanup.
+  - In a report, sessions are ended (O(terminate_idle_in_transaction)) before invalid indexes are
+    rebuilt, as they would make C(REINDEX CONCURRENTLY) wait.
 requirements:
   - PostgreSQL 12 or later (C(REINDEX CONCURRENTLY))
 seealso:
   - module: bosun.platform.health_check
 attributes:
   check_mode:
-    support: full
-    description: Predicts what a real run would vacuum, rebuild and end (not budget skips).
+    support: partial
+    details:
+      - Predicts what a real run would vacuum, rebuild and end, but not the tables a real run
+        skips for O(time_budget).
   diff_mode:
     support: none
-    description: No diff is produced.
+    details: No diff is produced.
+  platform:
+    support: full
+    platforms: posix
 """
 
 EXAMPLES = r"""

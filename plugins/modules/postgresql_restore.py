@@ -25,7 +25,12 @@ description:
     the archive (pg_dump stores them in entries pg_restore applies only with C(--create)),
     aimed at the restored database and applied before it takes the target's name. The
     restored database ends with the same ACL and settings as the one dumped.
-  - Staging, scratch and replaced databases carry a marker comment. A run that died (kill -9,
+  - The staging database (C(bosun_restore_<random>)) is created from C(template0) with the
+    source's encoding, collation, ctype, ICU locale and owner, as recorded in the manifest.
+  - Staging, scratch and replaced databases (C(bosun_restore_*), C(bosun_drill_*),
+    C(bosun_replaced_*)) carry a marker comment; a database with such a name but no marker is
+    reported and never touched. A C(bosun_replaced_*) database is dropped only once the target
+    name exists again, as it may be the only copy. A run that died (kill -9,
     lost connection) leaves them, and its temporary files, behind; the next run reports them
     (RV(leftover_databases), RV(stale_temp_files)) and removes those that are its own and not
     in use by a running restore.
@@ -39,6 +44,7 @@ author:
   - bosun.platform maintainers (@bosun-platform)
 extends_documentation_fragment:
   - bosun.platform.postgres
+  - bosun.platform.attributes
 options:
   backup:
     description:
@@ -114,6 +120,11 @@ options:
     description:
       - Directory of the node_exporter textfile collector. A drill writes
         C(bosun_restore_drill_<database>.prom) there atomically, on success and on failure.
+      - "Metrics (label C(database)): C(bosun_restore_drill_last_status) (1 or 0),
+        C(bosun_restore_drill_last_run_timestamp_seconds),
+        C(bosun_restore_drill_last_success_timestamp_seconds) (kept from the previous file when a
+        drill fails), C(bosun_restore_drill_restore_seconds) and
+        C(bosun_restore_drill_backup_age_seconds)."
     type: path
   bin_dir:
     description:
@@ -138,10 +149,13 @@ seealso:
 attributes:
   check_mode:
     support: full
-    description: Predicts exactly what a real run reports as changed.
+    details: Predicts exactly what a real run reports as changed.
   diff_mode:
     support: none
-    description: No diff is produced.
+    details: No diff is produced.
+  platform:
+    support: full
+    platforms: posix
 """
 
 EXAMPLES = r"""

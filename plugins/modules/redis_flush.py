@@ -34,6 +34,7 @@ author:
   - bosun.platform maintainers (@bosun-platform)
 extends_documentation_fragment:
   - bosun.platform.redis
+  - bosun.platform.attributes
 options:
   patterns:
     description:
@@ -112,12 +113,34 @@ notes:
   - The user needs C(SCAN) and C(UNLINK) (or C(DEL)) on the keys it deletes, C(FLUSHDB) or
     C(FLUSHALL) for O(db) and O(all), and preferably C(INFO) (to detect clusters and replicas
     and to report RV(scanned)). C(CLIENT SETNAME) is used when allowed.
+  - The cache-maintenance user of the C(bosun.platform.redis) role is exactly enough for O(patterns)
+    and O(prefixes). C(FLUSHDB) and C(FLUSHALL) ignore key patterns, so that user may not run them;
+    O(db) and O(all) need the role's opt-in flush admin (user C(cache-flush-admin)), which may flush
+    but reads and writes no key.
+  - Every error message names the server (C(Redis at host:port db N [as user])) and the cause (refused,
+    timeout, wrong password, TLS files, an ACL refusal, a replica, cluster mode, a lost connection),
+    and never contains the password. On failure the result still carries RV(deleted) and RV(results).
   - Cluster mode is not supported.
   - This module talks RESP directly and does not need the Python redis library.
 seealso:
   - name: Redis SCAN
     description: Guarantees and limits of incremental iteration.
     link: https://redis.io/docs/latest/commands/scan/
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Runs the same C(SCAN), deletes nothing and reports the exact number of keys a real run
+        would delete on the same data. Guards, replicas, clusters, authentication and read
+        permissions fail check mode as they fail a real run.
+      - One thing check mode cannot see is an ACL that lets the user C(SCAN) but not C(UNLINK) some
+        of the matching keys; only the real run fails on it.
+  diff_mode:
+    support: none
+    details: No diff is produced; RV(deleted) counts the keys.
+  platform:
+    support: full
+    platforms: posix
 """
 
 EXAMPLES = r"""
