@@ -188,7 +188,7 @@ class Rehearsal:
             text = text.replace(old, new)
         main.write_text(text)
         # No package index or Galaxy from these hosts: Ansible from a wheelhouse and the
-        # collection from its tarball, both made on this machine (docs/roles/control.md).
+        # collection from its tarball, both made on this machine (docs/production.md, section 11).
         tarball, deps = self.collection_tarballs()
         with open(inv / "group_vars" / "control.yml", "a") as control:
             control.write("control_pip_wheelhouse: %s\n" % json.dumps(str(self.wheelhouse())))
