@@ -446,9 +446,10 @@ def test_health(step):
     assert not unexpected, "unexpected health warnings: %s" % unexpected
 
 
-# Warnings a healthy fresh platform may show here: response times, since every host of
-# the rehearsal shares the test machine's two cores with the run itself.
-EXPECTED_WARNINGS = [r"lb http warn: .* in \d+ ms$"]
+# Warnings a healthy fresh platform may show here: HTTP response times (the first requests
+# after a deploy, on hosts that share the test machine's two cores with the run itself).
+# Timing is never asserted; every other warning is.
+EXPECTED_WARNINGS = [r" warn: GET \S+( \(at \S+\))?: HTTP 200 in \d+ ms$"]
 
 
 def test_backup(step):
