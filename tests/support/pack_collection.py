@@ -54,6 +54,7 @@ def pack(dest_dir, fqcn):
     files_json = json.dumps(files, indent=4).encode()
     manifest["file_manifest_file"]["chksum_sha256"] = sha256(files_json)
     version = manifest["collection_info"]["version"]
+    os.makedirs(dest_dir, exist_ok=True)
     out = os.path.join(dest_dir, "%s-%s-%s.tar.gz" % (namespace, name, version))
     with tarfile.open(out, "w:gz") as tar:
         add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=4).encode())
