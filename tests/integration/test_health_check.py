@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.support.collection import ROOT, collections_path
+from tests.support.nginx import make_cert
 from tests.support.servers import PostgresServer, free_port
 
 
@@ -667,44 +668,6 @@ def test_module_defaults_of_the_postgres_action_group(postgres, tmp_path):
 PUBLIC_NAME = "shop.bosun.test"
 
 
-def _name_cert(directory, ca, name):
-    """A certificate for ``name`` only (not 127.0.0.1), signed by the test CA: 90 days."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    with open(ca.ca_cert, "rb") as f:
-        ca_cert = x509.load_pem_x509_certificate(f.read())
-    with open(ca.ca_key, "rb") as f:
-        ca_key = serialization.load_pem_private_key(f.read(), password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=90))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = os.path.join(directory, "site.crt"), os.path.join(directory, "site.key")
-    with open(paths[0], "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(paths[1], "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-    return paths
-
-
 @pytest.fixture(scope="module")
 def public_site(test_ca):
     """nginx as the nginx role sets a site up: http redirects to https://$host, the https
@@ -756,7 +719,10 @@ http {
     os.chmod(server.dir, 0o755)
     os.mkdir(os.path.join(server.dir, "tmp"))
     server.conf = os.path.join(server.dir, "nginx.conf")
-    server.cert, server.key = _name_cert(server.dir, test_ca, PUBLIC_NAME)
+    # for the public name only (not 127.0.0.1), signed by the test CA
+    server.cert, server.key = make_cert(
+        server.dir, "site", 90, ca_cert=test_ca.ca_cert, ca_key=test_ca.ca_key, dns_names=[PUBLIC_NAME]
+    )
     with open(test_ca.ca_cert, encoding="ascii") as f:
         server.ca_pem = f.read()
     server._start()

@@ -100,68 +100,14 @@ class Rehearsal:
 
     def certificate(self):
         """A private CA and the site's certificate from it (what a company CA would give)."""
+        from tests.support.nginx import make_cert
+        from tests.support.servers import TestCA
+
         tls = self.dir / "tls"
         tls.mkdir()
-        ca_key, ca, key, csr, crt = (tls / n for n in ("ca.key", "ca.pem", "site.key", "site.csr", "site.pem"))
-        sh(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                str(ca_key),
-                "-out",
-                str(ca),
-                "-days",
-                "30",
-                "-subj",
-                "/CN=Rehearsal CA",
-            ]
-        )
-        sh(
-            [
-                "openssl",
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                str(key),
-                "-out",
-                str(csr),
-                "-subj",
-                "/CN=%s" % SERVER_NAME,
-            ]
-        )
-        ext = tls / "ext.cnf"
-        ext.write_text("subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n" % SERVER_NAME)
-        sh(
-            [
-                "openssl",
-                "x509",
-                "-req",
-                "-in",
-                str(csr),
-                "-CA",
-                str(ca),
-                "-CAkey",
-                str(ca_key),
-                "-CAcreateserial",
-                "-days",
-                "30",
-                "-out",
-                str(crt),
-                "-extfile",
-                str(ext),
-            ]
-        )
+        with TestCA() as ca:
+            shutil.copy(ca.ca_cert, tls / "ca.pem")
+            make_cert(str(tls), "site", 30, ca_cert=ca.ca_cert, ca_key=ca.ca_key, dns_names=[SERVER_NAME])
 
     def builds(self):
         """What the operator's build pipeline leaves in the artifact directory."""
@@ -240,7 +186,7 @@ class Rehearsal:
         names = re.findall(r"^(vault_\w+):", path.read_text(), flags=re.M)
         special = {
             "vault_maintenance_webhook_url": "",
-            "vault_nginx_tls_certificate": (self.dir / "tls" / "site.pem").read_text(),
+            "vault_nginx_tls_certificate": (self.dir / "tls" / "site.crt").read_text(),
             "vault_nginx_tls_certificate_key": (self.dir / "tls" / "site.key").read_text(),
             "vault_control_ssh_private_key": (self.dir / "keys" / "control").read_text(),
         }

@@ -37,8 +37,9 @@ def _x509():
     return x509, hashes, serialization, ec, NameOID
 
 
-def make_cert(directory, name, days_valid, *, not_before_days=-1, ca_cert=None, ca_key=None):
-    """Write <name>.crt/.key for localhost and 127.0.0.1; signed by the CA files, or self-signed.
+def make_cert(directory, name, days_valid, *, not_before_days=-1, ca_cert=None, ca_key=None, dns_names=None):
+    """Write <name>.crt/.key for localhost and 127.0.0.1 (or only for ``dns_names``); signed by
+    the CA files, or self-signed.
 
     The certificate is valid from ``not_before_days`` to ``not_before_days + days_valid`` days
     from now (negative numbers are in the past), so an expired one is easy to make.
@@ -47,7 +48,11 @@ def make_cert(directory, name, days_valid, *, not_before_days=-1, ca_cert=None, 
 
     x509, hashes, serialization, ec, NameOID = _x509()
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (dns_names or ["localhost"])[0])])
+    if dns_names:
+        alt_names = [x509.DNSName(n) for n in dns_names]
+    else:
+        alt_names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     if ca_cert:
         with open(ca_cert, "rb") as f:
             issuer_cert = x509.load_pem_x509_certificate(f.read())
@@ -66,10 +71,7 @@ def make_cert(directory, name, days_valid, *, not_before_days=-1, ca_cert=None, 
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(start + datetime.timedelta(days=days_valid))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     )
     cert = builder.sign(issuer_key, hashes.SHA256())
     cert_path = os.path.join(directory, name + ".crt")
