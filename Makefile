@@ -16,6 +16,14 @@ DOCS_LINT_FLAGS := --plugin-docs --check-extra-docs-refs --validate-collection-r
 DOCSITE := $(ROOT)/.cache/docsite
 # Molecule scenarios run one after another; `make molecule SCENARIOS="common"` runs some.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+# `make test` runs its stages this many at a time (scripts/pool.py): they mostly wait on
+# containers, not on the cores. The longest go first; the short CPU-bound ones fill the end.
+JOBS ?= 3
+LONGEST_FIRST := molecule-topology rehearsal molecule-common molecule-postgresql molecule-app \
+	integration molecule-control molecule-nginx molecule-redis molecule-maintenance_schedule
+TEST_STAGES := $(LONGEST_FIRST) \
+	$(addprefix molecule-,$(filter-out $(patsubst molecule-%,%,$(LONGEST_FIRST)),$(SCENARIOS))) \
+	lint sanity unit
 
 .PHONY: help setup collection lint docs sanity unit integration rehearsal molecule test clean lab lab-down
 
@@ -28,7 +36,7 @@ help:
 	@echo "make integration  pytest tests/integration against real servers"
 	@echo "make rehearsal    the production rehearsal: inventories/example on six hosts over SSH"
 	@echo "make molecule     every Molecule scenario, one after another"
-	@echo "make test         all of the above"
+	@echo "make test         all of the above, JOBS (3) at a time"
 	@echo "make lab          the local lab: five hosts, site.yml, a deploy, the health report"
 	@echo "make lab-down     remove the lab"
 
@@ -71,15 +79,15 @@ rehearsal: collection
 molecule: collection
 	@$(STAGE) molecule bash scripts/molecule.sh $(SCENARIOS)
 
+# One scenario as a stage of its own: `make molecule-redis`.
+molecule-%: collection
+	@$(STAGE) molecule-$* bash scripts/molecule.sh $*
+
 test:
 	@rm -f .cache/stage-times
 	@$(MAKE) --no-print-directory setup
-	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory sanity
-	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory integration
-	@$(MAKE) --no-print-directory rehearsal
-	@$(MAKE) --no-print-directory molecule
+	@$(MAKE) --no-print-directory collection
+	@python3 scripts/pool.py --jobs $(JOBS) $(TEST_STAGES)
 
 # The collection's main job on a local lab of five containers reached over SSH.
 lab: setup collection
