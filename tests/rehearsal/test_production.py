@@ -144,26 +144,9 @@ class Rehearsal:
     def wheelhouse(self):
         """Wheels of the control host's Ansible for its Python (Debian 12: 3.11), kept between
         runs in the cache the control scenario also uses."""
-        import hashlib
+        from tests.support.wheelhouse import wheelhouse
 
-        import yaml
-
-        defaults = yaml.safe_load((ROOT / "roles" / "control" / "defaults" / "main.yml").read_text())
-        wanted = defaults["control_ansible_requirements"]
-        key = hashlib.sha1(" ".join(wanted).encode(), usedforsecurity=False).hexdigest()[:12]
-        path = ROOT / ".cache" / "wheelhouse" / ("cp311-" + key)
-        if not path.exists():
-            tmp = Path(str(path) + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            sh(
-                ["python3", "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--implementation", "cp"]
-                + ["--python-version", "3.11", "--platform", "manylinux2014_x86_64"]
-                + ["--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_34_x86_64"]
-                + ["--dest", str(tmp)]
-                + wanted
-            )
-            tmp.rename(path)
-        return path
+        return wheelhouse("3.11")
 
     def collection_tarballs(self):
         """This collection as `ansible-galaxy collection build` makes it, and the collections
