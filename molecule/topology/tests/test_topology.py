@@ -183,6 +183,19 @@ def test_06_maintenance_job_runs_on_the_platform(host, job):
     assert result["hosts"], result
 
 
+def test_06a_backup_takes_the_zstd_stream_path(host):
+    """backup.yml with its defaults (compression: auto) streams the dump through zstd: the
+    postgresql role installs zstd on every db host, WAL archiving or not."""
+    rc, out = _playbook("backup.yml", {"bosun_backup_databases": ["example"]})
+    assert rc == 0, out[-3000:]
+    listing = _docker_exec("db1", "sh", "-c", "ls -1t /var/backups/postgresql/example/*.manifest.json | head -1")
+    manifest = json.loads(_docker_exec("db1", "cat", listing.strip()))
+    assert (manifest["compression"], manifest["compression_via"]) == ("zstd", "stream"), manifest
+    dump = os.path.join(os.path.dirname(listing.strip()), manifest["file"])
+    magic = _docker_exec("db1", "sh", "-c", "head -c 4 '%s' | od -An -tx1" % dump).split()
+    assert magic == ["28", "b5", "2f", "fd"], (dump, magic)  # the zstd frame magic
+
+
 def _databases(pattern):
     """The databases of db1 whose names match the shell-style ``pattern``."""
     sql = "SELECT datname FROM pg_database ORDER BY 1"
