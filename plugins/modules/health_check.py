@@ -109,7 +109,7 @@ options:
         description: Free-form labels copied into the check's result (for reports and metrics).
         type: dict
       http:
-        description: Options of an V(http) check. One request; the latency is the value.
+        description: Options of an V(http) check. One request (more when it is slow, see O(checks[].http.slow_retries)); the latency is the value.
         type: dict
         suboptions:
           url:
@@ -199,6 +199,16 @@ options:
                 default, since health checks talk to the platform's own hosts.
             type: bool
             default: false
+          slow_retries:
+            description:
+              - When the response is slower than the latency's warn threshold, up to this many
+                more requests are made (within O(checks[].timeout)) and the fastest response is
+                judged, so one slow response (a cold cache, a busy moment) is not reported as the
+                site's latency. The result says C(fastest of N) when more than one was made.
+              - A failed request or an unexpected status is never retried; a later request with
+                an unexpected status fails the check. V(0) judges the first response alone.
+            type: int
+            default: 2
       tcp:
         description: Options of a V(tcp) check. A TCP connect; the connect time (ms) is the value.
         type: dict

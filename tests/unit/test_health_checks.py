@@ -372,3 +372,72 @@ def test_probe_deadline_and_now():
     assert 0 < probe.remaining() <= 2
     assert datetime.datetime.now(datetime.timezone.utc).year >= 2024
     assert os.path.isabs(__file__)
+
+
+# --- http: a slow response is measured again ---------------------------------------------
+def _scripted(monkeypatch, responses):
+    """Replace the network exchange with scripted (status, latency ms) answers, in order."""
+    calls = []
+
+    def exchange(probe, opener, request, method, shown):
+        code, latency = responses[len(calls)]
+        calls.append(latency)
+        return code, b"", latency
+
+    monkeypatch.setattr(http_check, "_exchange", exchange)
+    return calls
+
+
+def _http(options, warn=200, crit=500):
+    probe = probe_for(http_check, latency=(warn, crit))
+    http_check.run(probe, dict({"url": "http://h/health"}, **options))
+    return probe, by_name(probe)["latency"]
+
+
+def test_http_slow_response_is_confirmed_before_it_counts(monkeypatch):
+    calls = _scripted(monkeypatch, [(200, 747.0), (200, 12.0), (200, 9.0)])
+    probe, latency = _http({})
+    assert calls == [747.0, 12.0]  # a fast second response ends the measuring
+    assert (latency["value"], latency["status"]) == (12.0, "ok")
+    assert "fastest of 2" in probe.message
+
+
+def test_http_latency_slow_every_time_is_judged_on_the_fastest(monkeypatch):
+    calls = _scripted(monkeypatch, [(200, 900.0), (200, 650.0), (200, 700.0), (200, 5.0)])
+    probe, latency = _http({})
+    assert calls == [900.0, 650.0, 700.0]  # the first and slow_retries (2) more, no further
+    assert (latency["value"], latency["status"]) == (650.0, "crit")
+    assert "fastest of 3" in latency["text"]
+
+
+def test_http_slow_retries_zero_judges_the_first_response(monkeypatch):
+    calls = _scripted(monkeypatch, [(200, 300.0), (200, 5.0)])
+    probe, latency = _http({"slow_retries": 0})
+    assert calls == [300.0]
+    assert (latency["value"], latency["status"]) == (300.0, "warn")
+    assert "fastest" not in probe.message
+
+
+def test_http_fast_response_and_failed_status_are_never_retried(monkeypatch):
+    calls = _scripted(monkeypatch, [(200, 20.0), (200, 5.0)])
+    _http({})
+    assert calls == [20.0]
+    calls = _scripted(monkeypatch, [(503, 900.0), (200, 5.0)])
+    probe = probe_for(http_check)
+    with pytest.raises(CheckFailed, match="HTTP 503 in 900 ms, expected 200"):
+        http_check.run(probe, {"url": "http://h/health"})
+    assert calls == [900.0]
+    assert by_name(probe)["latency"]["value"] == 900.0  # measured even when the status is wrong
+
+
+def test_http_retry_with_an_unexpected_status_fails_the_check(monkeypatch):
+    _scripted(monkeypatch, [(200, 900.0), (502, 30.0)])
+    probe = probe_for(http_check)
+    with pytest.raises(CheckFailed, match=r"HTTP 502 in 30 ms, expected 200 \(request 2\)"):
+        http_check.run(probe, {"url": "http://h/health"})
+    assert by_name(probe)["latency"]["value"] == 30.0
+
+
+def test_http_slow_retries_must_not_be_negative():
+    problems = http_check.validate({"url": "http://h/", "slow_retries": -1})
+    assert problems == ["http.slow_retries must be 0 or more (got -1)"]
