@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run the stages of the test suite a few at a time and report each one whole.
 
     pool.py [-j N] TARGET ...   (targets of the Makefile, e.g. lint molecule-topology)
@@ -90,7 +89,7 @@ class Stage:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("BOSUN_TEST_JOBS", "3")))
     parser.add_argument("stages", nargs="+", metavar="TARGET")
     args = parser.parse_args(argv)

@@ -109,7 +109,9 @@ options:
         description: Free-form labels copied into the check's result (for reports and metrics).
         type: dict
       http:
-        description: Options of an V(http) check. One request (more when it is slow, see O(checks[].http.slow_retries)); the latency is the value.
+        description:
+          - Options of an V(http) check. One request (more when it is slow, see
+            O(checks[].http.slow_retries)); the latency is the value.
         type: dict
         suboptions:
           url:
