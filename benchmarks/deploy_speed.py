@@ -54,24 +54,42 @@ def build(version):
         )
 
 
-def deploy(setting, release, rtt_ms=0):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), **SETTINGS[setting])
+def ansible_playbook():
+    """ansible-playbook beside this interpreter (.venv/bin/python) when there is one, else from PATH."""
+    local = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    return local if os.path.exists(local) else "ansible-playbook"
+
+
+def run_playbook(playbook, setting, extra=None, rtt_ms=0, options=(), env=None):
+    """Run playbooks/<playbook> in the lab with one of SETTINGS (and env on top); exit on failure.
+
+    Returns the wall time and the recap by host: {host: {ok, changed, unreachable, failed, skipped}}.
+    """
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), **SETTINGS[setting], **(env or {}))
     # New SSH masters for every run (through the delaying proxy when asked).
     env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = tempfile.mkdtemp(prefix="bosun-cp-")
-    extra = {"release": release, **(DEFAULTS_EXTRA if setting == "defaults" else {})}
+    extra = dict(extra or {})
     if rtt_ms:
         proxy = "python3 %s %%h %%p %s" % (os.path.join(ROOT, "benchmarks", "delay_proxy.py"), rtt_ms / 2.0)
         extra["ansible_ssh_common_args"] = (
             "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ProxyCommand='%s'" % proxy
         )
-    argv = ["ansible-playbook", os.path.join(ROOT, "playbooks/deploy.yml"), "-e", json.dumps(extra)]
+    argv = [ansible_playbook(), os.path.join(ROOT, "playbooks", playbook), *options]
+    if extra:
+        argv += ["-e", json.dumps(extra)]
     start = time.monotonic()
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=1800)
     wall = time.monotonic() - start
     if proc.returncode != 0:
-        sys.exit("deploy %s (%s) failed:\n%s" % (release, setting, proc.stdout[-3000:]))
-    tasks = {m[0]: int(m[1]) + int(m[2]) for m in RECAP.findall(proc.stdout)}
-    return wall, tasks
+        sys.exit("%s (%s) failed:\n%s%s" % (" ".join(argv[1:]), setting, proc.stdout[-3000:], proc.stderr[-2000:]))
+    fields = ("ok", "changed", "unreachable", "failed", "skipped")
+    return wall, {m[0]: dict(zip(fields, map(int, m[1:]))) for m in RECAP.findall(proc.stdout)}
+
+
+def deploy(setting, release, rtt_ms=0):
+    extra = {"release": release, **(DEFAULTS_EXTRA if setting == "defaults" else {})}
+    wall, recap = run_playbook("deploy.yml", setting, extra, rtt_ms)
+    return wall, {host: r["ok"] + r["changed"] for host, r in recap.items()}
 
 
 def main():
