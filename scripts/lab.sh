@@ -96,8 +96,10 @@ down() {
   if docker network inspect "$NETWORK" >/dev/null 2>&1; then
     docker network rm "$NETWORK" >/dev/null
   fi
-  # Cached facts describe the removed hosts.
-  rm -rf "$ROOT/.cache/facts"
+  # Cached facts describe the removed hosts. Only the default lab runs with the project's
+  # ansible.cfg and its fact cache; another lab (the rehearsal) has its own configuration
+  # and must not empty the cache of a lab that may be running beside it.
+  if [ "$NAME" = lab ]; then rm -rf "$ROOT/.cache/facts"; fi
   log "lab is down"
 }
 
