@@ -12,5 +12,5 @@ rc=$?
 secs=$(( $(date +%s) - start ))
 status=$([ "$rc" -eq 0 ] && echo ok || echo "FAILED rc=$rc")
 printf '===== stage %s: %s in %ss =====\n' "$name" "$status" "$secs"
-printf '%-14s %6ss  %s\n' "$name" "$secs" "$status" >>"$root/.cache/stage-times"
+printf '%-30s %6ss  %s\n' "$name" "$secs" "$status" >>"$root/.cache/stage-times"
 exit "$rc"
