@@ -341,18 +341,33 @@ def run(probe, options):
     request = urlrequest.Request(url, data=data, headers=headers, method=method)  # noqa: S310
     opener = _opener(options)
     expected = options.get("status_codes") or [200]
-    code, body, latency = _exchange(probe, opener, request, method, shown)
-    if code not in expected:
-        probe.metric("latency", latency, "%s %s ms" % (short_target(url), fmt_num(latency, 0)))
-        probe.fail(
-            "%s %s: HTTP %s in %s ms, expected %s"
-            % (method, shown, code, fmt_num(latency, 0), "/".join(str(c) for c in expected))
-        )
+
+    def measured(number):
+        """One exchange; an unexpected status fails the check, its latency still recorded."""
+        code, body, latency = _exchange(probe, opener, request, method, shown)
+        if code not in expected:
+            probe.metric("latency", latency, "%s %s ms" % (short_target(url), fmt_num(latency, 0)))
+            probe.fail(
+                "%s %s: HTTP %s in %s ms, expected %s%s"
+                % (
+                    method,
+                    shown,
+                    code,
+                    fmt_num(latency, 0),
+                    "/".join(str(c) for c in expected),
+                    " (request %d)" % number if number > 1 else "",
+                )
+            )
+        return code, body, latency
+
+    code, body, latency = measured(1)
     samples = 1
     threshold = probe.thresholds.get("latency")
     retries = options.get("slow_retries")
-    retries = 2 if retries is None else retries
-    # A slow response is measured again while the budget lasts; the fastest counts.
+    if retries is None:
+        retries = OPTIONS["slow_retries"]["default"]
+    # A slow response is measured again while the budget leaves room for two more as slow;
+    # the fastest counts.
     while (
         threshold is not None
         and threshold.warn is not None
@@ -360,14 +375,8 @@ def run(probe, options):
         and samples <= retries
         and probe.remaining() > 2 * latency / 1000.0
     ):
-        again, again_body, again_latency = _exchange(probe, opener, request, method, shown)
         samples += 1
-        if again not in expected:
-            probe.metric("latency", again_latency, "%s %s ms" % (short_target(url), fmt_num(again_latency, 0)))
-            probe.fail(
-                "%s %s: HTTP %s in %s ms, expected %s (request %d)"
-                % (method, shown, again, fmt_num(again_latency, 0), "/".join(str(c) for c in expected), samples)
-            )
+        again, again_body, again_latency = measured(samples)
         if again_latency < latency:
             code, body, latency = again, again_body, again_latency
     of = " (fastest of %d)" % samples if samples > 1 else ""
