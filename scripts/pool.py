@@ -109,7 +109,10 @@ def main(argv=None):
             try:
                 stage.proc.wait(timeout=180)
             except subprocess.TimeoutExpired:
-                os.killpg(stage.proc.pid, signal.SIGKILL)
+                try:
+                    os.killpg(stage.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, interrupted)
