@@ -1,6 +1,7 @@
 """Host hardening of the whole platform after site.yml, measured by the auditors operators
-already trust: Lynis in every host (hardening index >= 80, no warning) and ssh-audit
-against every host's sshd (no fail, no warning).
+already trust: Lynis in every host (hardening index >= 80, no warning), ssh-audit
+against every host's sshd (no fail, no warning) and testssl against the load balancer's
+HTTPS port (clean as tests/support/testssl.py defines it; the nginx scenario runs the same).
 
 The hosts are reached like test_topology.py reaches them: `docker exec` into the containers
 and their fixed addresses on the scenario's network. Nothing here changes the platform
@@ -10,6 +11,7 @@ not matter.
 
 import os
 import subprocess
+import sys
 import threading
 
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -28,6 +30,7 @@ LYNIS_MIN_INDEX = 80
 # countermeasure (kex-strict-s-v00@openssh.com) as an unknown algorithm: the audit runs
 # from a helper container of the Debian 13 image, with Debian 13's ssh-audit (3.3).
 AUDITOR_IMAGE = "bosun-platform/debian:13"
+SERVER_NAME = "lab.bosun.test"
 
 testinfra_hosts = ["lb1"]
 
@@ -137,3 +140,17 @@ def test_ssh_audit_on_every_host(host):
         if not software or compression != "disabled" or fails or warns:
             problems[name] = {"software": software, "compression": compression, "fail": fails, "warn": warns}
     assert problems == {}
+
+
+def test_testssl_on_the_load_balancer(host):
+    # Debian 13's testssl from a helper container on the platform's network, like ssh-audit.
+    if PROJECT not in sys.path:
+        sys.path.insert(0, PROJECT)
+    from tests.support import testssl
+
+    report = testssl.run(NETWORK, GATEWAY, HOSTS["lb1"], SERVER_NAME, testssl.served_certificate(host))
+    summary, problems = testssl.verdict(report)
+    print("\n" + summary)
+    for problem in problems:
+        print("  " + problem)
+    assert problems == []
