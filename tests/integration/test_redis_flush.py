@@ -626,3 +626,67 @@ def parallel(function, *argument_lists):
             return list(pool.map(lambda args: function(*args), argument_lists))
     finally:
         shutil.rmtree(lock_dir, ignore_errors=True)
+
+
+# --- the deploy's flush ----------------------------------------------------------------------
+def test_deploy_flush_connects_like_cache_flush_to_a_tls_port_and_another_db(r, server, test_ca, tmp_path):
+    """deploy.yml's flush (tasks/deploy_cache_flush.yml) takes the whole connection of each
+    cache host: TLS with a client certificate on the TLS-only port, and the database number.
+    It used to pass only host, port, user and password, so a TLS-only Redis failed the flush."""
+    db3 = server.client(db=3)
+    db3.mset({"menu:1": 1, "menu:2": 1, "user:1": 1})
+    r.mset({"menu:1": 1})
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(
+        json.dumps(
+            {
+                "cache": {
+                    "hosts": {"cache1": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
+                    "vars": {
+                        "bosun_redis_login_port": server.tls_port,
+                        "bosun_redis_login_password": server.password,
+                        "bosun_redis_login_db": 3,
+                        "bosun_redis_tls": True,
+                        "bosun_redis_ca_cert": test_ca.ca_cert,
+                        "bosun_redis_client_cert": test_ca.cert,
+                        "bosun_redis_client_key": test_ca.key,
+                        "bosun_cache_groups": {"menu": ["menu:*"]},
+                    },
+                }
+            }
+        )
+    )
+    inventory.chmod(0o600)
+    playbook = tmp_path / "finish.yml"
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "The deploy's flush, as its finish play runs it",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "vars": {"bosun_deploy_cache_flush_group": "menu"},
+                    "tasks": [
+                        {
+                            "name": "Flush",
+                            "ansible.builtin.import_tasks": os.path.join(
+                                ROOT, "playbooks", "tasks", "deploy_cache_flush.yml"
+                            ),
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    proc = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory), str(playbook)],
+        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_NOCOLOR="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert server.password not in proc.stdout + proc.stderr
+    assert sorted(db3.keys("*")) == [b"user:1"]
+    assert r.get("menu:1") == b"1"  # database 0 untouched
