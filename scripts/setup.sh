@@ -41,6 +41,9 @@ HOST_PACKAGES=(
   # setfacl: the integration tests run the backup playbooks on this machine as a db host,
   # becoming postgres (the common role installs acl on real hosts)
   acl
+  # Elasticsearch for the integration tests: Maven fetches Elastic's zip (it has no JDK),
+  # which runs on Debian's Java 17
+  maven openjdk-17-jre-headless
 )
 
 missing=()

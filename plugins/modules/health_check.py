@@ -11,8 +11,8 @@ module: health_check
 short_description: Run many health checks on a host in one task, concurrently, with one verdict
 version_added: 0.1.0
 description:
-  - Runs a list of checks (HTTP, TCP, TLS certificate expiry, PostgreSQL, Redis, disk, memory,
-    load, systemd unit, command, C(nginx -t)) concurrently on the managed host, each within its
+  - Runs a list of checks (HTTP, TCP, TLS certificate expiry, PostgreSQL, Redis, Elasticsearch,
+    disk, memory, load, systemd unit, command, C(nginx -t)) concurrently on the managed host, each within its
     own timeout and all within O(overall_timeout), and returns one structured report.
   - Each check ends V(ok), V(warn), V(unknown) (it could not measure on this host) or V(crit).
     A check that cannot connect is V(crit) and says why (refused, timed out, DNS, TLS,
@@ -27,10 +27,12 @@ description:
     C(pg_wal) 2048/4096 MB; Redis
     memory 70/85 % of maxmemory (only where Redis cannot evict), evictions 20/100 per 100 key
     lookups (under an eviction policy), hit rate warn below 80 %, rejected connections warn
-    from 1; TLS certificate warn below 21 days, crit below 7 days."
+    from 1; Elasticsearch JVM memory pressure 85/95 %, pending cluster tasks warn from 10; TLS
+    certificate warn below 21 days, crit below 7 days."
   - Never changes anything (C(changed=false)) and runs the same in check mode.
   - Passwords (O(login_password), O(checks[].postgres.login_password),
-    O(checks[].redis.login_password)), credentials in URLs and the values of sensitive HTTP
+    O(checks[].redis.login_password), O(checks[].elasticsearch.login_password)), API keys
+    (O(checks[].elasticsearch.api_key)), credentials in URLs and the values of sensitive HTTP
     headers appear nowhere in results, messages or the invocation record the module writes
     to the managed host's syslog or journal.
   - "Connection defaults: the task's top-level connection options (for instance from
@@ -82,7 +84,8 @@ options:
         description: The kind of check; its options go in the sub-dict of the same name.
         type: str
         required: true
-        choices: [command, disk, http, load, memory, nginx_config, postgres, redis, systemd, tcp, tls_cert]
+        choices:
+          [command, disk, elasticsearch, http, load, memory, nginx_config, postgres, redis, systemd, tcp, tls_cert]
       timeout:
         description:
           - Seconds this check may take. A check still running shortly after is reported
@@ -92,7 +95,7 @@ options:
       warn:
         description:
           - Warn threshold of the check's main value (latency ms, used %, days until expiry,
-            connections %, memory %). Replaces the type's default.
+            connections %, memory %, JVM memory pressure %). Replaces the type's default.
         type: float
       crit:
         description: Crit threshold of the check's main value. Replaces the type's default.
@@ -103,7 +106,8 @@ options:
           - "Metrics: http C(latency); tcp C(connect); tls_cert C(days); disk C(used), C(inodes);
             memory C(used); load C(per_core); postgres C(connections), C(archive_age),
             C(replication_lag), C(oldest_transaction), C(wal_size) (MB); redis C(memory), C(hit_rate),
-            C(evicted_keys), C(evictions), C(rejected_connections)."
+            C(evicted_keys), C(evictions), C(rejected_connections); elasticsearch C(heap),
+            C(unassigned_shards), C(initializing_shards), C(relocating_shards), C(pending_tasks)."
         type: dict
       labels:
         description: Free-form labels copied into the check's result (for reports and metrics).
@@ -413,6 +417,74 @@ options:
               - Seconds to wait for a reply to one command.
               - 'When not given: the task''s top-level O(socket_timeout), else V(30.0).'
             type: float
+      elasticsearch:
+        description:
+          - Options of an V(elasticsearch) check. Three C(GET) requests with Ansible's own HTTP
+            client (the managed host needs no Elasticsearch library) as a user with the cluster
+            privilege C(monitor), or with an API key.
+          - C(/_cluster/health) - status V(green) is ok, V(yellow) warn (replica shards
+            unassigned), V(red) crit (a primary shard unassigned); nodes against
+            O(checks[].elasticsearch.expected_nodes); unassigned, initializing and relocating
+            shards; pending cluster tasks.
+          - C(/_nodes/stats/jvm,fs) - the JVM memory pressure of each node is the check's value
+            (metric C(heap)), the old generation used of its maximum as Elastic's monitoring
+            counts it, so that one sample of a healthy heap's sawtooth does not warn; the heap used
+            is reported beside it and judged instead when a node reports no memory pools. The
+            highest of all nodes counts.
+          - C(/_cluster/settings) - disk used of each data path (the space not available to
+            Elasticsearch, so reserved blocks count as used and the figure is higher than
+            C(df)'s) against the cluster's own watermarks - above the high watermark is V(warn)
+            (no shards are allocated to the node and its shards move away), above the flood
+            stage V(crit) (indices with a shard on the node become read-only). The free space a
+            watermark needs is the node's own figure where its statistics report it (8.19 does),
+            else it is computed from the setting - a percentage or ratio, capped at its
+            C(max_headroom) when that is in force, or an absolute size of free space such as
+            V(50gb). With
+            C(cluster.routing.allocation.disk.threshold_enabled=false) the disk is only reported.
+          - A node that cannot be reached, a TLS error, HTTP 401 or 403, or a cluster without a
+            master is V(crit); the message names the URL and the cause, never the password or the
+            API key. There are no retries; the check's O(checks[].timeout) covers all three requests.
+            The requests of several V(elasticsearch) checks in one task are made one at a time.
+        type: dict
+        suboptions:
+          url:
+            description:
+              - Base URL of a node's HTTP API (a path prefix is kept, for a node behind a proxy).
+                No credentials and no query in it.
+            type: str
+            default: https://127.0.0.1:9200
+          login_user:
+            description: User for HTTP basic authentication, with the cluster privilege C(monitor).
+            type: str
+          login_password:
+            description: Password of O(checks[].elasticsearch.login_user). Never shown in results or messages.
+            type: str
+          api_key:
+            description:
+              - API key, instead of O(checks[].elasticsearch.login_user) and
+                O(checks[].elasticsearch.login_password) - the C(encoded) value Elasticsearch
+                returns when it creates the key, or C(id:api_key). Never shown in results or messages.
+            type: str
+          validate_certs:
+            description: Verify the node's TLS certificate and host name.
+            type: bool
+            default: true
+          ca_cert:
+            description:
+              - CA certificate file to verify the node's certificate with, instead of the
+                system's CAs. Exclusive with O(checks[].elasticsearch.ca_cert_data).
+            type: path
+          ca_cert_data:
+            description:
+              - PEM text of the CA certificate(s) to verify the node's certificate with, instead
+                of the system's CAs. Empty uses the system's CAs. Kept out of results and logs.
+                Exclusive with O(checks[].elasticsearch.ca_cert).
+            type: str
+          expected_nodes:
+            description:
+              - Nodes the cluster should have. Fewer is V(crit), more V(warn). Not given, the
+                number of nodes is only reported.
+            type: int
       disk:
         description: Options of a V(disk) check. Space used (the value) and inodes used, as C(df) counts them.
         type: dict
@@ -629,6 +701,21 @@ EXAMPLES = r"""
           status_codes: [200, 301]
           follow_redirects: false
   register: health
+
+- name: The search tier, as a monitoring user over HTTPS with the cluster's CA
+  bosun.platform.health_check:
+    checks:
+      - name: Elasticsearch
+        type: elasticsearch
+        labels: {tier: search}
+        thresholds:
+          heap: {warn: 75, crit: 90}
+        elasticsearch:
+          url: https://10.10.0.8:9200
+          login_user: monitor
+          login_password: "{{ vault_elasticsearch_monitor_password }}"
+          ca_cert: /etc/ssl/bosun/elasticsearch-ca.crt
+          expected_nodes: 1
 
 - name: Connection options from module_defaults of the postgres action group
   module_defaults:

@@ -31,6 +31,17 @@ def redis_server(test_ca):
         yield server
 
 
+@pytest.fixture(scope="session")
+def elasticsearch(test_ca):
+    """A running Elasticsearch node (TLS, keystore bootstrap password, file-realm monitor
+    user) on free loopback ports. Shared by the session: a test that changes the cluster
+    (indices, settings) undoes it."""
+    from tests.support.elasticsearch import ElasticsearchServer
+
+    with ElasticsearchServer(test_ca) as server:
+        yield server
+
+
 @pytest.fixture
 def run_module():
     """Run a bosun.platform module in a subprocess, as Ansible does on a host."""

@@ -5,6 +5,10 @@ import json
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.bosun.platform.plugins.filter import health_report as hr
+from ansible_collections.bosun.platform.plugins.module_utils._checks import elasticsearch_check as es
+from ansible_collections.bosun.platform.plugins.module_utils._checks.base import Probe
+from ansible_collections.bosun.platform.plugins.module_utils._checks.plan import Plan
+from ansible_collections.bosun.platform.plugins.module_utils._checks.runner import result_of
 
 
 def metric(name, value, unit, status, text, *, headline=True):
@@ -227,3 +231,38 @@ def test_health_playbook_runs_only_nginx_config_with_become():
     assert "rejectattr('type', 'in', __bosun_health_root_types)" in other["bosun.platform.health_check"]["checks"]
     assert play["vars"]["__bosun_health_root_types"] == ["nginx_config"]
     assert "become" not in play or play["become"] == "{{ bosun_health_become | default(false) }}"
+
+
+def test_search_line_and_advice_of_an_elasticsearch_check():
+    stats = {"nodes": {"n1": {"name": "es1", "jvm": {"mem": {"heap_used_percent": 90}}}}}
+    stats["nodes"]["n1"]["fs"] = {"data": [{"path": "/d", "total_in_bytes": 100, "available_in_bytes": 8}]}
+    settings = {"defaults": {"cluster.routing.allocation.disk.watermark.high": "90%"}}
+    probe = Probe("Elasticsearch", 5, dict((k, v) for k, v in es.METRICS.items() if v is not None))
+    es.measure(probe, {"status": "yellow", "number_of_nodes": 1, "unassigned_shards": 1}, stats, settings)
+    plan = Plan(
+        index=0,
+        name="Elasticsearch",
+        type_name="elasticsearch",
+        kind=es,
+        options={},
+        timeout=5,
+        thresholds={},
+        labels={"tier": "search"},
+        secrets=[],
+    )
+    hv = {"search1": {"group_names": ["search"], "r": result(result_of(plan, probe))}}
+    lines = hr.health_report_text(report(["search1"], hv)).splitlines()
+    assert lines[1] == (
+        "Search:         \u26a0\ufe0f Elasticsearch heap 90 %  \u26a0\ufe0f cluster yellow, 1 node, 1 unassigned shard"
+        "  \u26a0\ufe0f disk 92 % above the high watermark 90 % (no new shards there, shards move away)"
+    )
+    assert (
+        lines[4]
+        == "  1. Elasticsearch heap 90 %: high JVM memory pressure: fewer shards, lighter queries or a bigger heap"
+    )
+    assert lines[5].startswith(
+        "  2. cluster yellow, 1 node, 1 unassigned shard: shards are unassigned: ask GET _cluster/"
+    )
+    assert lines[6].startswith(
+        "  3. disk 92 % above the high watermark 90 % (no new shards there, shards move away): disk "
+    )

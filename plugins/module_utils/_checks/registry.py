@@ -9,6 +9,7 @@ __metaclass__ = type
 from ansible_collections.bosun.platform.plugins.module_utils._checks import (
     command_check,
     disk_check,
+    elasticsearch_check,
     http_check,
     load_check,
     memory_check,
@@ -28,6 +29,7 @@ CHECK_TYPES = dict(
         tls_cert_check,
         postgres_check,
         redis_check,
+        elasticsearch_check,
         disk_check,
         memory_check,
         load_check,
