@@ -149,7 +149,8 @@ def test_testssl_on_the_load_balancer(host):
     from tests.support import testssl
 
     report = testssl.run(NETWORK, GATEWAY, HOSTS["lb1"], SERVER_NAME, testssl.served_certificate(host))
-    summary, problems = testssl.verdict(report)
+    # This file runs before test_topology.py deploys the first release: the site answers 502.
+    summary, problems = testssl.verdict(report, no_upstream=True)
     print("\n" + summary)
     for problem in problems:
         print("  " + problem)
