@@ -36,11 +36,12 @@ description:
     headers appear nowhere in results, messages or the invocation record the module writes
     to the managed host's syslog or journal.
   - "Connection defaults: the task's top-level connection options (for instance from
-    C(module_defaults) of C(group/bosun.platform.postgres) or C(group/bosun.platform.redis))
-    fill what a postgres or redis check does not set. Options that both families have
-    (O(login_host), O(login_port), O(login_user), O(login_password), O(login_unix_socket),
-    O(ca_cert), O(connect_timeout)) are applied only when the task's checks are all postgres
-    or all redis, since they cannot say which family they were meant for."
+    C(module_defaults) of C(group/bosun.platform.postgres), C(group/bosun.platform.redis) or
+    C(group/bosun.platform.elasticsearch)) fill what a postgres, redis or elasticsearch check
+    does not set. An option that several of those families have (O(login_host),
+    O(login_port), O(login_user), O(login_password), O(login_unix_socket), O(ca_cert),
+    O(connect_timeout), O(validate_certs)) is applied only when the task has checks of just
+    one of the families that have it, since it cannot say which family it was meant for."
 author:
   - bosun.platform maintainers (@bosun-platform)
 extends_documentation_fragment:
@@ -56,8 +57,11 @@ attributes:
     details: Nothing is changed, so there is no diff.
   action_group:
     support: full
-    description: Member of C(group/bosun.platform.postgres) and C(group/bosun.platform.redis).
+    description: >-
+      Member of C(group/bosun.platform.postgres), C(group/bosun.platform.redis) and
+      C(group/bosun.platform.elasticsearch).
     membership:
+      - bosun.platform.elasticsearch
       - bosun.platform.postgres
       - bosun.platform.redis
   platform:
@@ -451,34 +455,42 @@ options:
             description:
               - Base URL of a node's HTTP API (a path prefix is kept, for a node behind a proxy).
                 No credentials and no query in it.
+              - 'When not given: the task''s top-level O(url), else V(https://127.0.0.1:9200).'
             type: str
-            default: https://127.0.0.1:9200
           login_user:
-            description: User for HTTP basic authentication, with the cluster privilege C(monitor).
+            description:
+              - User for HTTP basic authentication, with the cluster privilege C(monitor).
+              - 'When not given: the task''s top-level O(login_user).'
             type: str
           login_password:
-            description: Password of O(checks[].elasticsearch.login_user). Never shown in results or messages.
+            description:
+              - Password of O(checks[].elasticsearch.login_user). Never shown in results or messages.
+              - 'When not given: the task''s top-level O(login_password).'
             type: str
           api_key:
             description:
               - API key, instead of O(checks[].elasticsearch.login_user) and
                 O(checks[].elasticsearch.login_password) - the C(encoded) value Elasticsearch
                 returns when it creates the key, or C(id:api_key). Never shown in results or messages.
+              - 'When not given: the task''s top-level O(api_key).'
             type: str
           validate_certs:
-            description: Verify the node's TLS certificate and host name.
+            description:
+              - Verify the node's TLS certificate and host name.
+              - 'When not given: the task''s top-level O(validate_certs), else V(true).'
             type: bool
-            default: true
           ca_cert:
             description:
               - CA certificate file to verify the node's certificate with, instead of the
                 system's CAs. Exclusive with O(checks[].elasticsearch.ca_cert_data).
+              - 'When not given: the task''s top-level O(ca_cert).'
             type: path
           ca_cert_data:
             description:
               - PEM text of the CA certificate(s) to verify the node's certificate with, instead
                 of the system's CAs. Empty uses the system's CAs. Kept out of results and logs.
                 Exclusive with O(checks[].elasticsearch.ca_cert).
+              - 'When not given: the task''s top-level O(ca_cert_data).'
             type: str
           expected_nodes:
             description:
@@ -569,10 +581,12 @@ options:
     description: Default port of the postgres and redis checks.
     type: int
   login_user:
-    description: Default user (PostgreSQL role, Redis ACL user) of the postgres and redis checks.
+    description: >-
+      Default user (PostgreSQL role, Redis ACL user, Elasticsearch user) of the postgres, redis
+      and elasticsearch checks.
     type: str
   login_password:
-    description: Default password of the postgres and redis checks. Never shown in results or messages.
+    description: Default password of the postgres, redis and elasticsearch checks. Never shown in results or messages.
     type: str
   login_unix_socket:
     description: Default unix socket (PostgreSQL directory, Redis path) of the postgres and redis checks.
@@ -582,7 +596,7 @@ options:
     type: str
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
   ca_cert:
-    description: Default CA certificate of the postgres and redis checks.
+    description: Default CA certificate of the postgres, redis and elasticsearch checks.
     type: path
     aliases: [ssl_rootcert]
   ssl_cert:
@@ -601,8 +615,19 @@ options:
     description: Default of the redis checks' O(checks[].redis.tls).
     type: bool
   validate_certs:
-    description: Default of the redis checks' O(checks[].redis.validate_certs).
+    description: >-
+      Default of the redis and elasticsearch checks' O(checks[].redis.validate_certs) and
+      O(checks[].elasticsearch.validate_certs).
     type: bool
+  url:
+    description: Default O(checks[].elasticsearch.url) of the elasticsearch checks.
+    type: str
+  api_key:
+    description: Default API key of the elasticsearch checks. Never shown in results or messages.
+    type: str
+  ca_cert_data:
+    description: Default O(checks[].elasticsearch.ca_cert_data) of the elasticsearch checks.
+    type: str
   client_cert:
     description: Default client certificate of the redis checks.
     type: path

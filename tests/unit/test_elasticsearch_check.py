@@ -292,7 +292,7 @@ def test_nodes_that_gave_no_statistics_warn():
 
 # --- options, secrets, plan -----------------------------------------------------------
 def options(**over):
-    opts = dict((name, spec.get("default")) for name, spec in es.OPTIONS.items())
+    opts = dict((name, spec.get("default")) for name, spec in dict(es.FAMILY_ARGS, **es.OPTIONS).items())
     opts.update(over)
     return opts
 

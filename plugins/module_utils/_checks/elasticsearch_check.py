@@ -26,30 +26,19 @@ or an API key, over TLS verified against ``ca_cert``, ``ca_cert_data`` or the sy
   ``max_headroom`` when that is in force, or an absolute size of free space (``50gb``).
 
 Failures (refused, timed out, TLS, HTTP 401/403, no master) are crit, naming the URL and
-the cause; the password and the API key never appear (the runner also redacts them).
+the cause; the password and the API key never appear (the runner also redacts them). The
+connection options and the request are module_utils/_elasticsearch.py, shared with the
+elasticsearch_maintenance module.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
-import json
-import os
 import re
-import tempfile
-import threading
-from http.client import HTTPException
-from urllib import error as urlerror
-from urllib import parse as urlparse
 
-from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import open_url
-from ansible_collections.bosun.platform.plugins.module_utils._checks.base import (
-    ca_problems,
-    cause,
-    fmt_num,
-)
+from ansible_collections.bosun.platform.plugins.module_utils import _elasticsearch as _es
+from ansible_collections.bosun.platform.plugins.module_utils._checks.base import ca_problems, fmt_num
 from ansible_collections.bosun.platform.plugins.module_utils._checks.http_check import safe_url
 from ansible_collections.bosun.platform.plugins.module_utils._checks.status import (
     CRIT,
@@ -60,17 +49,11 @@ from ansible_collections.bosun.platform.plugins.module_utils._checks.status impo
 )
 
 TYPE = "elasticsearch"
-OPTIONS = dict(
-    url=dict(type="str", default="https://127.0.0.1:9200"),
-    login_user=dict(type="str"),
-    login_password=dict(type="str", no_log=True),
-    api_key=dict(type="str", no_log=True),
-    validate_certs=dict(type="bool", default=True),
-    ca_cert=dict(type="path"),
-    # PEM text of the CA, e.g. from inventory; public, but kept out of logs as bulky noise
-    ca_cert_data=dict(type="str", no_log=True),
-    expected_nodes=dict(type="int"),
-)
+# The connection options (module_utils/_elasticsearch.py) are the family's, so a task's
+# top-level ones (module_defaults of group/bosun.platform.elasticsearch) fill what a check
+# does not give.
+FAMILY_ARGS = _es.CONNECTION_OPTIONS
+OPTIONS = dict(expected_nodes=dict(type="int"))
 # Not tunable (None): the cluster status, the number of nodes (expected_nodes) and the disk
 # (the cluster's own watermarks).
 METRICS = dict(
@@ -94,14 +77,13 @@ DISK_PREFIX = "cluster.routing.allocation.disk."
 LEVELS = ("low", "high", "flood_stage")
 LEVEL_NAMES = dict(low="low watermark", high="high watermark", flood_stage="flood stage watermark")
 STATUS_OF = dict(green=OK, yellow=WARN, red=CRIT)
-MAX_BODY = 4 * 1024 * 1024
 BYTE_UNITS = dict(b=1, k=1024, kb=1024, m=1024**2, mb=1024**2, g=1024**3, gb=1024**3, t=1024**4, tb=1024**4)
 BYTE_UNITS.update(p=1024**5, pb=1024**5)
 
-# open_url installs its opener process-wide (urllib.request.install_opener) before it
-# opens the URL: two checks in two threads could each use the other's TLS settings.
-# Requests of this type are made one at a time.
-_OPEN_LOCK = threading.Lock()
+# The connection (module_utils/_elasticsearch.py, shared with elasticsearch_maintenance)
+api_key_header = _es.api_key_header
+secrets = _es.secrets
+_http_failure = _es.http_failure
 
 
 # --- options ------------------------------------------------------------------------------
@@ -110,151 +92,43 @@ def target(options):
 
 
 def validate(options):
-    problems = []
-    url = options.get("url") or ""
-    parts = urlparse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append("elasticsearch.url must be http:// or https:// and a host (got %r)" % safe_url(url))
-    if parts.username is not None or parts.password is not None:
-        problems.append("elasticsearch.url must not hold credentials: give login_user and login_password")
-    if parts.query or parts.fragment:
-        problems.append("elasticsearch.url must not have a query or fragment (got %r)" % safe_url(url))
-    if options.get("api_key") and (options.get("login_user") or options.get("login_password")):
-        problems.append("elasticsearch.api_key and elasticsearch.login_user/login_password are mutually exclusive")
-    if options.get("login_password") and not options.get("login_user"):
-        problems.append("elasticsearch.login_password needs elasticsearch.login_user")
+    problems = _es.connection_problems(options, "elasticsearch.")
     if options.get("expected_nodes") is not None and options["expected_nodes"] < 1:
         problems.append("elasticsearch.expected_nodes must be 1 or more (got %s)" % options["expected_nodes"])
     problems.extend(ca_problems("elasticsearch", options))
     return problems
 
 
-def api_key_header(api_key):
-    """``ApiKey <base64>`` from the encoded key Elasticsearch returns, or from ``id:key``."""
-    key = str(api_key).strip()
-    if ":" in key:
-        key = base64.b64encode(key.encode("utf-8")).decode("ascii")
-    return "ApiKey " + key
-
-
-def secrets(options):
-    """The password and API key, and the forms they travel in (base64 in a header)."""
-    found = []
-    user, password = options.get("login_user"), options.get("login_password")
-    if password:
-        found.append(password)
-        pair = "%s:%s" % (user or "", password)
-        found.append(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
-    if options.get("api_key"):
-        found.append(str(options["api_key"]))
-        found.append(api_key_header(options["api_key"]).split()[-1])
-    return found
-
-
-def describe(options):
-    return "Elasticsearch %s" % safe_url(options.get("url") or "")
+describe = _es.describe
 
 
 # --- requests ------------------------------------------------------------------------------
-def _reason(body):
-    """Elasticsearch's own words from an error body: 'type: reason', or ''."""
-    try:
-        error = json.loads(body.decode("utf-8", "replace")).get("error")
-    except (ValueError, AttributeError):
-        return ""
-    if isinstance(error, dict):
-        kind, reason = error.get("type") or "", error.get("reason") or ""
-        return "%s: %s" % (kind, reason) if kind and reason else (reason or kind)
-    return str(error or "")
-
-
-def _http_failure(code, body, options):
-    """What an error status means, in words."""
-    reason = _reason(body)
-    if code == 401:
-        who = "with the API key" if options.get("api_key") else "for user %s" % (options.get("login_user") or "(none)")
-        if not options.get("api_key") and not options.get("login_user"):
-            return "HTTP 401, authentication required: give login_user and login_password or api_key"
-        return "HTTP 401, authentication failed %s%s" % (who, " (%s)" % reason if reason else "")
-    if code == 403:
-        return "HTTP 403, not allowed%s; the user needs the cluster privilege monitor" % (
-            " (%s)" % reason if reason else ""
-        )
-    return "HTTP %s%s" % (code, ": %s" % reason if reason else "")
-
-
 def _get(probe, options, path, ca_path):
     """GET ``path`` and return the parsed JSON; any failure ends the check."""
-    base = options["url"].rstrip("/")
-    shown = "GET %s%s" % (safe_url(base), path.split("?", 1)[0])
-    headers = {"Accept": "application/json"}
-    kwargs = {}
-    if options.get("api_key"):
-        headers["Authorization"] = api_key_header(options["api_key"])
-    elif options.get("login_user"):
-        kwargs = dict(url_username=options["login_user"], url_password=options.get("login_password") or "")
+    answer = None
     try:
-        with _OPEN_LOCK:
-            response = open_url(
-                base + path,
-                method="GET",
-                headers=headers,
-                use_proxy=False,
-                timeout=probe.remaining(),
-                validate_certs=options.get("validate_certs", True),
-                force_basic_auth=True,
-                follow_redirects="none",
-                http_agent="bosun.platform.health_check",
-                ca_path=ca_path,
-                use_netrc=False,
-                **kwargs,
-            )
-        code = response.getcode()
-        body = response.read(MAX_BODY)
-        response.close()
-    except urlerror.HTTPError as exc:
-        try:
-            body = exc.read(MAX_BODY)
-        except (OSError, HTTPException):
-            body = b""
-        exc.close()
-        probe.fail("%s: %s" % (shown, _http_failure(exc.code, body, options)))
-    except urlerror.URLError as exc:
-        reason = exc.reason if isinstance(exc.reason, BaseException) else OSError(str(exc.reason))
-        probe.fail("%s: %s%s" % (shown, cause(reason, probe.timeout), _hint(options, reason)))
-    except (UrlsConnectionError, HTTPException, OSError, ValueError) as exc:
-        probe.fail("%s: %s%s" % (shown, cause(exc, probe.timeout), _hint(options, exc)))
-    if code != 200:
-        probe.fail("%s: %s" % (shown, _http_failure(code, body, options)))
-    try:
-        return json.loads(body.decode("utf-8"))
-    except ValueError:
+        answer = _es.request(
+            options,
+            "GET",
+            path,
+            timeout=probe.remaining(),
+            ca_path=ca_path,
+            agent="bosun.platform.health_check",
+            timeout_label=probe.timeout,
+        )
+    except _es.ElasticsearchError as exc:
+        probe.fail(exc.message)
+    if not isinstance(answer, dict):
+        shown = "GET %s%s" % (safe_url(options["url"].rstrip("/")), path.split("?", 1)[0])
         probe.fail("%s: HTTP 200 but the body is not JSON" % shown)
-
-
-def _hint(options, exc):
-    """A closed connection on http:// is most often a node that speaks HTTPS."""
-    closed = isinstance(exc, (ConnectionResetError, HTTPException))
-    if closed and urlparse.urlsplit(options.get("url") or "").scheme == "http":
-        return " (does the node require https?)"
-    return ""
+    return answer
 
 
 def run(probe, options):
-    ca_path, temp = options.get("ca_cert"), None
-    try:
-        if options.get("ca_cert_data") and options.get("validate_certs", True):
-            # open_url takes a CA file: the PEM text goes to a private temporary file
-            fd, temp = tempfile.mkstemp(prefix="bosun-es-ca-", suffix=".pem")
-            with os.fdopen(fd, "w") as f:
-                f.write(options["ca_cert_data"])
-            ca_path = temp
+    with _es.CaFile(options) as ca_path:
         health = _get(probe, options, HEALTH, ca_path)
         nodes = _get(probe, options, NODES, ca_path)
         settings = _get(probe, options, SETTINGS, ca_path)
-    finally:
-        if temp:
-            os.unlink(temp)
     measure(probe, health, nodes, settings, expected_nodes=options.get("expected_nodes"))
 
 

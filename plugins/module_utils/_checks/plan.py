@@ -13,9 +13,12 @@ from ansible_collections.bosun.platform.plugins.module_utils._checks import regi
 from ansible_collections.bosun.platform.plugins.module_utils._checks.status import Threshold
 
 # Top-level connection options that only one family has apply to that family's checks
-# always; the ones both have apply only when the task's checks are all of one family
-# (postgres or redis), since module_defaults cannot say which family they were meant for.
-SHARED_CONNECTION_OPTIONS = sorted(set(spec.POSTGRES_COMMON_ARGS) & set(spec.REDIS_COMMON_ARGS))
+# always; one that several families have (login_user, ca_cert ...) applies only when the
+# task has checks of just one of those families, since module_defaults cannot say which
+# family it was meant for.
+SHARED_CONNECTION_OPTIONS = sorted(
+    name for name in spec.toplevel_connection_options() if sum(name in args for args in spec.FAMILIES.values()) > 1
+)
 
 
 class PlanError(ValueError):
@@ -95,21 +98,26 @@ def connection_defaults(params, families_present):
     given = dict((k, params.get(k)) for k in spec.toplevel_connection_options() if params.get(k) is not None)
     out = {}
     notes = []
-    ambiguous = len(families_present) > 1
+
+    def holders(name):
+        return sorted(f for f in families_present if name in spec.FAMILIES[f])
+
     for family, args in spec.FAMILIES.items():
         values = {}
         for name, value in given.items():
             if name not in args:
                 continue
-            if name in SHARED_CONNECTION_OPTIONS and ambiguous:
+            if len(holders(name)) > 1:
                 continue
             values[name] = int(value) if name == "connect_timeout" and args[name]["type"] == "int" else value
         out[family] = values
-    skipped = sorted(k for k in given if k in SHARED_CONNECTION_OPTIONS) if ambiguous else []
+    skipped = sorted(k for k in given if len(holders(k)) > 1)
     if skipped:
+        kinds = sorted(set(f for k in skipped for f in holders(k)))
+        both = "both %s and %s" % tuple(kinds) if len(kinds) == 2 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
         notes.append(
-            "top-level %s ignored: this task has both postgres and redis checks, so it is not "
-            "clear which they are for; give them in each check's postgres/redis options" % ", ".join(skipped)
+            "top-level %s ignored: this task has %s checks, so it is not clear which they are for; "
+            "give them in each check's %s options" % (", ".join(skipped), both, "/".join(kinds))
         )
     return out, notes
 

@@ -3,11 +3,11 @@
 """The argument spec of bosun.platform.health_check, built from the check types.
 
 Each type's options live in a sub-dict named after the type (``http: {url: ...}``). The
-postgres and redis sub-dicts are the collection's shared connection options
-(POSTGRES_COMMON_ARGS / REDIS_COMMON_ARGS) plus the type's own, without their defaults: a
-value not given in the check may come from the task's top-level connection options
-(module_defaults of group/bosun.platform.postgres or .redis), and only then from the
-family default, applied in plan.py.
+postgres, redis and elasticsearch sub-dicts are the collection's shared connection options
+(POSTGRES_COMMON_ARGS / REDIS_COMMON_ARGS / _elasticsearch.CONNECTION_OPTIONS) plus the
+type's own, without their defaults: a value not given in the check may come from the
+task's top-level connection options (module_defaults of group/bosun.platform.postgres,
+.redis or .elasticsearch), and only then from the family default, applied in plan.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,10 +18,11 @@ import copy
 
 from ansible_collections.bosun.platform.plugins.module_utils._checks import registry
 from ansible_collections.bosun.platform.plugins.module_utils._checks.status import FAIL_ON
+from ansible_collections.bosun.platform.plugins.module_utils._elasticsearch import CONNECTION_OPTIONS as ES_ARGS
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import POSTGRES_COMMON_ARGS
 from ansible_collections.bosun.platform.plugins.module_utils._redis import REDIS_COMMON_ARGS
 
-FAMILIES = dict(postgres=POSTGRES_COMMON_ARGS, redis=REDIS_COMMON_ARGS)
+FAMILIES = dict(postgres=POSTGRES_COMMON_ARGS, redis=REDIS_COMMON_ARGS, elasticsearch=ES_ARGS)
 
 
 def without_default(option):
@@ -45,13 +46,13 @@ def family_defaults(args):
 
 
 def toplevel_connection_options():
-    """The union of the postgres and redis connection options, none with a default.
+    """The union of the postgres, redis and elasticsearch connection options, none with a default.
 
     Types differ in one place (connect_timeout: int for postgres, float for redis): float
     takes both. login_unix_socket is a str (postgres allows '' for none).
     """
     spec = {}
-    for args in (POSTGRES_COMMON_ARGS, REDIS_COMMON_ARGS):
+    for args in FAMILIES.values():
         for name, option in args.items():
             if name not in spec:
                 spec[name] = without_default(option)
