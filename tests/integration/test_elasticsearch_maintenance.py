@@ -184,7 +184,9 @@ def test_max_delete_refuses_before_deleting_anything(elasticsearch, run_module):
             assert result["msg"].endswith("): nothing deleted")
             assert result["deleted"] == [] and result["would_delete"] == sorted(names[:3])
             assert existing(elasticsearch, prefix) == sorted(names)
-        result = maintain(run_module, elasticsearch, **dict(args, max_delete=3))
+        raised = dict(args)
+        raised["max_delete"] = 3
+        result = maintain(run_module, elasticsearch, **raised)
         assert result["deleted"] == sorted(names[:3]) and existing(elasticsearch, prefix) == [names[3]]
 
 
@@ -276,7 +278,9 @@ def test_snapshot_holds_the_indices_before_they_are_deleted_and_retention_keeps_
         assert elasticsearch.request("GET", "/%s/_count" % restored)[1]["count"] == 3
 
         # nothing to delete: no snapshot, retention still applies (keep 1)
-        result = maintain(run_module, elasticsearch, **dict(args, snapshot_keep_last=1, patterns=[prefix + "1*"]))
+        nothing_due = dict(args)
+        nothing_due.update(snapshot_keep_last=1, patterns=[prefix + "1*"])
+        result = maintain(run_module, elasticsearch, **nothing_due)
         assert result["snapshot"] is None and result["snapshots_deleted"] == [made[1]], result
 
 

@@ -514,9 +514,9 @@ def test_health_check_takes_the_elasticsearch_group_defaults():
     assert one.options["ca_cert"] == "/etc/ca.pem" and one.options["validate_certs"] is True
     assert SECRET in one.secrets and warnings == []
     # a check's own value wins; the default url stays when none is given anywhere
-    (mine,), _ = health_plans([{"type": "elasticsearch", "elasticsearch": {"url": "http://x:9200"}}], **group)
+    (mine,), _warnings = health_plans([{"type": "elasticsearch", "elasticsearch": {"url": "http://x:9200"}}], **group)
     assert mine.options["url"] == "http://x:9200"
-    (bare,), _ = health_plans([{"type": "elasticsearch"}])
+    (bare,), _warnings = health_plans([{"type": "elasticsearch"}])
     assert bare.options["url"] == "https://127.0.0.1:9200" and bare.options["login_user"] is None
     # login_user is both PostgreSQL's and Elasticsearch's: not guessed in a mixed task, url still applies
     plans, warnings = health_plans([{"type": "elasticsearch"}, {"type": "postgres"}], **group)
