@@ -27,6 +27,7 @@ from urllib import parse as urlparse
 
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import open_url
+from ansible_collections.bosun.platform.plugins.module_utils import _io
 from ansible_collections.bosun.platform.plugins.module_utils._checks.base import cause, verifying_context
 from ansible_collections.bosun.platform.plugins.module_utils._checks.http_check import safe_url
 
@@ -118,11 +119,7 @@ def secrets(options):
 
 def redact(text, options):
     """``text`` with every secret of ``options`` masked (a last line of defence)."""
-    text = str(text)
-    for secret in sorted(secrets(options), key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "********")
-    return text
+    return _io.redact(str(text), secrets(options))
 
 
 def describe(options):
