@@ -4,12 +4,16 @@ Endpoints:
 
 - ``GET /health``: ``{"status": "healthy"|"degraded", "checks": {"database": ..., "redis": ...}}``,
   HTTP 200 when healthy, 503 when degraded (a release built with ``build.py --broken`` is
-  always degraded).
+  always degraded). When search is configured, ``checks.search`` says "ok" or "degraded";
+  search is optional, so it never changes ``status`` nor the HTTP code.
 - ``GET /version``: the release id (the release directory's name), the build version and
   whether the build is the deliberately broken one.
 - ``GET /metrics``: Prometheus text format (counters are per worker process).
 - ``GET /``: a page listing items from PostgreSQL through a Redis cache, with a form;
-  ``GET /items`` and ``POST /items`` are the same as JSON.
+  ``GET /items`` and ``POST /items`` are the same as JSON. A new item is also indexed for
+  search (best effort: it is stored when Elasticsearch is down, and the answer says so).
+- ``GET /search?q=words``: items whose name matches, from Elasticsearch through a Redis
+  cache (``search.py``); 503 when search is not configured or Elasticsearch fails.
 - ``GET /whoami``: which host and release answered and the proxy headers that reached it.
 """
 
@@ -22,7 +26,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from . import store
+from . import search, store
 
 RELEASE_DIR = Path(__file__).resolve().parent.parent
 STARTED = time.time()
@@ -71,6 +75,8 @@ def health(_environ):
     if INFO["broken"]:
         checks["release"] = {"status": "error", "error": "deliberately broken build"}
     healthy = all(check["status"] == "ok" for check in checks.values())
+    if search.configured():  # optional: reported, never a reason to take the app out of service
+        checks["search"] = search.check()
     body = {
         "status": "healthy" if healthy else "degraded",
         "release": INFO["release"],
@@ -149,12 +155,46 @@ def items(environ):
             name = _item_name(environ)
         except ValueError as exc:
             return Response(400, {"error": str(exc)})
-        item_id = store.add_item(name)
+        item = store.add_item(name)
+        indexed = _index_item(environ, item)
         if environ.get("CONTENT_TYPE", "").startswith("application/json"):
-            return Response(201, {"id": item_id, "name": name})
+            body = {"id": item["id"], "name": name}
+            if indexed is not None:
+                body["search"] = indexed
+            return Response(201, body)
         return Response(303, "", "text/plain", [("Location", "/")])
     rows, cached = store.list_items()
     return Response(200, {"items": rows, "cached": cached, "release": INFO["release"]})
+
+
+def _index_item(environ, item):
+    """Index a new item for search. None when search is off, else {"indexed": bool[, "error"]}:
+    the item is stored either way; a failure is logged and repaired by a reindex."""
+    if not search.configured():
+        return None
+    try:
+        search.index_item(item)
+    except Exception as exc:  # best effort: the database holds the item
+        error = str(exc) if isinstance(exc, (search.SearchError, store.ConfigError)) else type(exc).__name__
+        environ["wsgi.errors"].write("bosun-example: item %d stored but not indexed: %s\n" % (item["id"], error))
+        return {"indexed": False, "error": error}
+    return {"indexed": True}
+
+
+def search_items(environ):
+    query = search.normalize(parse_qs(environ.get("QUERY_STRING", "")).get("q", [""])[0])
+    if not query:
+        return Response(400, {"error": "q is required: /search?q=words"})
+    if len(query) > search.MAX_QUERY:
+        return Response(400, {"error": "q must have at most %d characters" % search.MAX_QUERY})
+    try:
+        result = search.search(query)
+    except search.NotConfigured as exc:
+        return Response(503, {"error": str(exc)})
+    except (search.SearchError, store.ConfigError) as exc:
+        environ["wsgi.errors"].write("bosun-example: search failed: %s\n" % exc)
+        return Response(503, {"error": "search is unavailable: %s" % exc})
+    return Response(200, dict(result, query=query, release=INFO["release"]))
 
 
 def index(_environ):
@@ -175,6 +215,7 @@ ROUTES = {
     "/metrics": (metrics, ("GET", "HEAD")),
     "/whoami": (whoami, ("GET", "HEAD")),
     "/items": (items, ("GET", "HEAD", "POST")),
+    "/search": (search_items, ("GET", "HEAD")),
     "/": (index, ("GET", "HEAD")),
 }
 

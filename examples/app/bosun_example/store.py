@@ -112,13 +112,14 @@ def list_items():
 
 
 def add_item(name):
+    """Insert an item and drop the cached list; returns {"id", "name", "created_at"}."""
     conn = connect_database()
     try:
-        rows = conn.run("INSERT INTO items (name) VALUES (:name) RETURNING id", name=name)
+        rows = conn.run("INSERT INTO items (name) VALUES (:name) RETURNING id, created_at", name=name)
     finally:
         conn.close()
     try:
         connect_redis().unlink(CACHE_KEY)
     except (redis.RedisError, ConfigError):
         pass
-    return rows[0][0]
+    return {"id": rows[0][0], "name": name, "created_at": rows[0][1].isoformat()}
