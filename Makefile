@@ -19,7 +19,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 # `make test` runs its stages this many at a time (scripts/pool.py): they mostly wait on
 # containers, not on the cores. The longest go first; the short CPU-bound ones fill the end.
 JOBS ?= 3
-LONGEST_FIRST := molecule-topology rehearsal molecule-common molecule-acme molecule-postgresql molecule-app \
+LONGEST_FIRST := molecule-topology rehearsal molecule-common molecule-acme molecule-elasticsearch molecule-postgresql molecule-app \
 	integration molecule-control molecule-nginx molecule-redis molecule-maintenance_schedule
 TEST_STAGES := $(LONGEST_FIRST) \
 	$(addprefix molecule-,$(filter-out $(patsubst molecule-%,%,$(LONGEST_FIRST)),$(SCENARIOS))) \
@@ -37,7 +37,7 @@ help:
 	@echo "make rehearsal    the production rehearsal: inventories/example on six hosts over SSH"
 	@echo "make molecule     every Molecule scenario, one after another"
 	@echo "make test         all of the above, JOBS (3) at a time"
-	@echo "make lab          the local lab: five hosts, site.yml, a deploy, the health report"
+	@echo "make lab          the local lab: six hosts, site.yml, a deploy, the health report"
 	@echo "make lab-down     remove the lab"
 
 setup:
@@ -89,7 +89,7 @@ test:
 	@$(MAKE) --no-print-directory collection
 	@python3 scripts/pool.py --jobs $(JOBS) $(TEST_STAGES)
 
-# The collection's main job on a local lab of five containers reached over SSH.
+# The collection's main job on a local lab of six containers reached over SSH.
 lab: setup collection
 	@bash scripts/lab.sh up
 	@bash scripts/lab.sh main

@@ -15,6 +15,8 @@
 #      serves it), built with debootstrap only when their recipe changed.
 #   4. The Python virtualenv (.venv) from requirements-test.txt, rebuilt when it changed.
 #   5. ansible-test's offline pip bootstrap stand-in.
+#   6. Elasticsearch's integration-test zip in the local Maven repository (~/.m2, keyed by
+#      version), for the integration tests and the Molecule scenario `elasticsearch`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -176,5 +178,13 @@ if [ ! -f "$stand_in" ]; then
   cp "$ROOT/scripts/get_pip_offline.py" "$stand_in"
   log "installed ansible-test pip bootstrap stand-in for pip $pip_version"
 fi
+
+# --- 6. Elasticsearch distribution ------------------------------------------------------
+# Fetched once with Maven by the test support's own helper (the integration tests and the
+# elasticsearch scenario both take it from there), so no test downloads it.
+es_zip=$(cd "$ROOT" && "$VENV/bin/python" -c \
+  'from tests.support.elasticsearch import distribution_zip; print(distribution_zip())') \
+  || die "could not fetch the Elasticsearch distribution with Maven"
+log "Elasticsearch distribution present ($(basename "$es_zip"))"
 
 log "ready"
