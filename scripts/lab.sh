@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local lab: the platform's five hosts as systemd containers on a private Docker
+# The local lab: the platform's six hosts as systemd containers on a private Docker
 # network, reached over SSH like Droplets (sshd in each, root with a generated key, as a
 # fresh Droplet has). inventories/lab/ describes them.
 #
@@ -25,7 +25,7 @@ KEY_DIR=${BOSUN_LAB_STATE_DIR:-$ROOT/.cache/$NAME}
 KEY="$KEY_DIR/id_ed25519"
 # name:address — keep in step with inventories/lab/hosts.yml
 HOSTS=""
-for spec in ${BOSUN_LAB_HOSTS:-lb1:10 app1:21 app2:22 db1:31 cache1:41}; do
+for spec in ${BOSUN_LAB_HOSTS:-lb1:10 app1:21 app2:22 db1:31 cache1:41 search1:51}; do
   HOSTS="$HOSTS ${spec%%:*}:$NET.${spec##*:}"
 done
 HOSTS=${HOSTS# }
@@ -83,6 +83,19 @@ up() {
       sleep 1
     done
   done
+  # The search host installs Elastic's zip from the controller (fetched once into Maven's
+  # local repository by `make setup`): its path and SHA-256 for inventories/lab.
+  if [[ " $HOSTS" == *" search"* ]] && [ ! -s "$KEY_DIR/elasticsearch.json" ]; then
+    if ! (cd "$ROOT" && python3 -c 'import hashlib, json, sys
+from tests.support.elasticsearch import distribution_zip
+path = distribution_zip()
+with open(path, "rb") as f:
+    digest = hashlib.file_digest(f, "sha256").hexdigest()
+json.dump({"path": path, "sha256": digest}, sys.stdout)') >"$KEY_DIR/elasticsearch.json.new"; then
+      die "cannot find Elasticsearch's zip for search1: run 'make setup' first"
+    fi
+    mv "$KEY_DIR/elasticsearch.json.new" "$KEY_DIR/elasticsearch.json"
+  fi
   log "lab is up: $(echo "$HOSTS" | tr ' ' '\n' | sed 's/:/=/' | paste -sd' ')"
 }
 
