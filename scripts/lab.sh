@@ -84,8 +84,9 @@ up() {
     done
   done
   # The search host installs Elastic's zip from the controller (fetched once into Maven's
-  # local repository by `make setup`): its path and SHA-256 for inventories/lab.
-  if [[ " $HOSTS" == *" search"* ]] && [ ! -s "$KEY_DIR/elasticsearch.json" ]; then
+  # local repository by `make setup`): its path and SHA-256 for inventories/lab, written on
+  # every `up` so that a new version in the test support is never met with an old path.
+  if [[ " $HOSTS" == *" search"* ]]; then
     if ! (cd "$ROOT" && python3 -c 'import hashlib, json, sys
 from tests.support.elasticsearch import distribution_zip
 path = distribution_zip()
