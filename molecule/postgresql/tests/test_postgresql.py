@@ -4,6 +4,7 @@ Clients connect from the test machine to the container's private address, as the
 servers would over the private network.
 """
 
+import json
 from contextlib import closing
 
 import psycopg2
@@ -227,3 +228,34 @@ def test_wal_segments_are_archived_by_bosun_wal(host):
     missing = host.run("runuser -u postgres -- bosun-wal fetch --archive %s 0000000900000000000000FF /tmp/x", ARCHIVE)
     assert missing.rc == 1 and missing.stderr == ""
     host.run("rm -f /tmp/bosun-fetched")
+
+
+@pytest.mark.parametrize("program", ["zstd", "lz4"])
+def test_compressors_are_installed(host, program):
+    """Installed on every db host (the role's package list), not for WAL archiving alone."""
+    assert host.exists(program), program
+    assert host.run("%s --version", program).rc == 0
+
+
+DUMPS = "/var/lib/postgresql/bosun-verify-dumps"
+
+
+def test_a_dump_with_default_compression_is_a_zstd_stream(host):
+    """postgresql_dump's compression: auto takes the zstd stream with PostgreSQL 15's pg_dump."""
+    host.run("rm -rf %s", DUMPS)
+    try:
+        result = host.ansible(
+            "bosun.platform.postgresql_dump",
+            json.dumps({"db": "appdb", "backup_dir": DUMPS, "login_unix_socket": "/var/run/postgresql"}),
+            check=False,
+            become=True,
+            become_user="postgres",
+        )
+        assert result["compression"]["method"] == "zstd" and result["compression"]["via"] == "stream", result
+        (backup,) = result["backups"]
+        assert backup["verified"] and backup["path"].endswith(".dump.zst"), backup
+        magic = host.check_output("head -c 4 %s | od -An -tx1", backup["path"]).split()
+        assert magic == ["28", "b5", "2f", "fd"], magic  # the zstd frame magic
+        assert host.run("zstd -tq %s", backup["path"]).rc == 0
+    finally:
+        host.run("rm -rf %s", DUMPS)
