@@ -1,15 +1,17 @@
 # Copyright: bosun.platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Membership files of nginx upstreams written by bosun.platform.nginx, and their drain.
+"""Membership files of nginx upstreams, their one writer (bosun.platform.nginx_upstream), and their drain.
 
-The file (the role's template upstream.conf.j2) is a few comment lines, a state line
+The nginx role writes the file through the module (its members from the inventory), and
+the role's `upstream` entry point rewrites it the same way with a new drain state. The
+file is a few comment lines, a state line
 
     # bosun-upstream-state: {"down": [...], "name": "app", "servers": [...]}
 
-and one ``server`` line per member. Everything here that decides (parse, plan, render,
-the ss filter and its parsing) is pure; the side effects (configuration test, write,
-reload, wait) take a ``run`` callable (argv -> (rc, stdout, stderr)) so that they can be
-tested without Ansible.
+and one ``server`` line per member. Everything here that decides (parse, declare, plan,
+render, the ss filter and its parsing) is pure; the side effects (configuration test,
+write, reload, wait) take a ``run`` callable (argv -> (rc, stdout, stderr)) so that they
+can be tested without Ansible.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +21,6 @@ __metaclass__ = type
 import json
 import os
 import re
-import shutil
 import socket
 import tempfile
 import time
@@ -27,6 +28,17 @@ import time
 from ansible_collections.bosun.platform.plugins.module_utils import _io
 
 STATE_PREFIX = "# bosun-upstream-state: "
+
+# The comment lines above the state line of a file the module writes anew. Files written
+# by earlier releases (the role's template) begin with these very lines.
+HEADER = (
+    "# Ansible managed",
+    '# Members of upstream "%s". Written by bosun.platform.nginx and by its',
+    "# `upstream` entry point (drain: tasks_from: upstream), which reads the state line below.",
+)
+
+# The configuration test the nginx role installs (roles/nginx/files/bosun-nginx-validate).
+VALIDATOR = "/usr/local/sbin/bosun-nginx-validate"
 
 # What may enter a server line. Every field of a member is checked against these before
 # anything is rendered: a newline, ";", "{" or "#" in an inventory value would otherwise
@@ -60,6 +72,11 @@ class UpstreamError(Exception):
 def relpath_for(name):
     """Path of the membership file of upstream ``name``, relative to the configuration directory."""
     return "bosun/upstream-%s.conf" % name
+
+
+def header_for(name):
+    """The comment lines above the state line for upstream ``name``."""
+    return [HEADER[0], HEADER[1] % name, HEADER[2]]
 
 
 def parse(text, path="membership file"):
@@ -162,12 +179,38 @@ def _server_line(server, down):
 
 
 def render(header, state):
-    """The file's text, exactly as the role's template renders it (header lines kept as they are)."""
+    """The file's text (header lines kept as they are).
+
+    Byte for byte what the nginx role's template wrote in earlier releases, so a load
+    balancer converged by them shows no change.
+    """
     lines = list(header)
     lines.append(STATE_PREFIX + json.dumps(state, sort_keys=True))
     down = state.get("down", [])
     lines.extend(_server_line(server, down) for server in state["servers"])
     return "\n".join(lines) + "\n"
+
+
+def header_to_keep(name, old_header):
+    """Header lines for a declared file: the old file's when they are all comments, else ours.
+
+    A file written by an earlier release (or under another ``ansible_managed`` text) keeps
+    its comment lines, so declaring the members it already has changes nothing; anything
+    but comments above the state line is replaced.
+    """
+    if old_header and all(line.startswith("#") for line in old_header):
+        return list(old_header)
+    return header_for(name)
+
+
+def diff(path, before, after):
+    """Ansible's diff of the membership file; ``before`` is None when the file is missing."""
+    return {
+        "before": before if before is not None else "",
+        "after": after,
+        "before_header": path if before is not None else "%s (absent)" % path,
+        "after_header": path,
+    }
 
 
 def plan(state, hosts, wanted, allow_all_down=False):
@@ -202,6 +245,47 @@ def plan(state, hosts, wanted, allow_all_down=False):
         "down": new_down,
         "up": [name for name in names if name not in new_down],
         "drained": [server for server in state["servers"] if server["name"] in hosts] if wanted == "down" else [],
+    }
+
+
+def declare(name, servers, down=None, current=None, path="membership file"):
+    """The state of a file whose members the caller declares (the nginx role, from its inventory).
+
+    ``down`` is the complete drain state; None keeps the drain state of ``current`` (the
+    file's parsed state, or None for a missing file) for the members that remain. Refuses
+    an empty or invalid member list, duplicate names, and down names that are not members.
+    """
+    if not servers:
+        raise UpstreamError(
+            'nginx: upstream "%s" needs at least one member (servers is empty); nothing was changed' % name
+        )
+    state = {"name": name, "servers": [dict(server) for server in servers], "down": []}
+    validate(state, path)
+    names = [server["name"] for server in state["servers"]]
+    twice = sorted(set(member for member in names if names.count(member) > 1))
+    if twice:
+        raise UpstreamError(
+            'nginx: upstream "%s" has members named twice: %s; nothing was changed' % (name, ", ".join(twice))
+        )
+    if down is None:
+        down = [member for member in (current or {}).get("down", []) if member in names]
+    unknown = [member for member in down if member not in names]
+    if unknown:
+        raise UpstreamError(
+            'nginx: upstream "%s" has the members %s; down names %s, which are not members; nothing was changed'
+            % (name, names, ", ".join(unknown))
+        )
+    state["down"] = sorted(set(down))
+    return state
+
+
+def summarize(state):
+    """down, up and drained (none) of a state that is written as declared."""
+    down = state.get("down", [])
+    return {
+        "down": list(down),
+        "up": [server["name"] for server in state["servers"] if server["name"] not in down],
+        "drained": [],
     }
 
 
@@ -247,27 +331,22 @@ def count_connections(ss_output, members):
     return counts
 
 
-def test_config(run, nginx, conf_dir, main_conf, relpath, content):
+def test_config(run, validator, conf_dir, main_conf, relpath, content, nginx="nginx", tmpdir=None):
     """Test the whole configuration as it would be with ``content`` at ``relpath``; (ok, message).
 
-    The configuration directory is copied to a private temporary directory, the candidate
-    put in place there, and ``nginx -t`` reads the copy (includes are relative to it), so
-    the live files are never touched.
+    ``validator`` is the nginx role's configuration test (bosun-nginx-validate): it copies
+    ``conf_dir`` to a private temporary directory, puts the candidate in place there and
+    runs ``nginx -t`` on the copy, so the live files are never touched. The candidate is
+    handed to it in a private temporary file (in ``tmpdir``), removed afterwards.
     """
-    work = tempfile.mkdtemp(prefix="bosun-nginx-upstream.")
+    fd, candidate = tempfile.mkstemp(prefix="bosun-nginx-upstream.", suffix=".conf", dir=tmpdir)
     try:
-        copy = os.path.join(work, "conf")
-        shutil.copytree(conf_dir, copy, symlinks=True)
-        candidate = os.path.join(copy, relpath)
-        if not os.path.isdir(os.path.dirname(candidate)):
-            os.makedirs(os.path.dirname(candidate))
-        with open(candidate, "w") as f:
+        with os.fdopen(fd, "w") as f:
             f.write(content)
-        rc, out, err = run([nginx, "-t", "-q", "-c", os.path.join(copy, main_conf)])
-        message = (err or out or "").strip().replace(copy, conf_dir)
-        return rc == 0, message
+        rc, out, err = run([validator, candidate, relpath, conf_dir, main_conf, nginx])
+        return rc == 0, (err or out or "").strip()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        os.unlink(candidate)
 
 
 def write(path, content):

@@ -8,39 +8,90 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: nginx_upstream
-short_description: Mark members of an nginx upstream down (drain) or up on a load balancer
+short_description: Write an nginx upstream's membership file, and mark its members down (drain) or up
 version_added: 0.1.0
 description:
-  - Works on the membership file that the C(bosun.platform.nginx) role writes for an upstream,
-    C(<conf_dir>/bosun/upstream-<name>.conf), and reads the members and the current drain state
-    from its C(# bosun-upstream-state:) line, so it needs no inventory variables of the load balancer
-    (it works delegated from an app host).
-  - Refuses member names the upstream does not have, and marking every non-backup member down
-    unless O(allow_all_down=true).
-  - Refuses a membership file whose state line holds a member that would not render as one plain
-    C(server) line (the same checks as the role's preflight), naming the member and the field, and
-    changes nothing. Names are letters, digits, C(_), C(.), C(:) and C(-); an address is a host name, an IPv4
-    address, an IPv6 address (without brackets) or C(unix:/path) (letters, digits, C(_ . @ % + = , ~ / -));
+  - The one writer of the membership file of an upstream, C(<conf_dir>/bosun/upstream-<name>.conf), which
+    the C(bosun.platform.nginx) role includes in the upstream block. The file holds a
+    C(# bosun-upstream-state:) line (the members and the drain state, as JSON) and one C(server) line per member.
+  - With O(servers) (the role passes its inventory's members) the file is written from them, created when missing;
+    the drain state is O(down), or the file's own when O(down) is not given. Without O(servers) the members and the
+    current drain state are read from the file's state line, so no inventory variables of the load balancer are
+    needed (it works delegated from an app host, as the role's C(upstream) entry point runs in a deploy).
+  - O(hosts) and O(state) then mark members down or up. Refuses member names the upstream does not have, and marking
+    every non-backup member down unless O(allow_all_down=true).
+  - Refuses a member that would not render as one plain C(server) line (the same checks as the role's preflight),
+    naming the member and the field, and changes nothing. Without O(servers) a state line of the file holding such a
+    member is refused the same way; with O(servers) the file is written whole, replacing one this module cannot read
+    (its drain state is then not kept). Names are letters, digits, C(_), C(.), C(:) and C(-); an address is a host
+    name, an IPv4 address, an IPv6 address (without brackets) or
+    C(unix:/path) (letters, digits, C(_ . @ % + = , ~ / -));
     C(port) is an integer from 1 to 65535, C(weight) 1 or more, C(max_fails) 0 or more, and
     C(fail_timeout) an nginx time (C(10s), C(1m), C(500ms), C(1h30m), or seconds as digits). So a
     newline, C(;), C({) or C(#) in a value never adds directives of its own.
-  - The new file is rendered in the role's format (a later role run with the same drain state
-    reports no change). It goes live only after the whole configuration tested clean with it
-    (C(nginx -t) on a private copy of O(conf_dir)); then it replaces the live file atomically
-    and nginx is reloaded. When the test fails the live file is kept.
+  - The file's text is the same whoever asks for it (a role run with the members and the drain state the file already
+    has reports no change, and so does a file written by earlier releases of the role). It goes live only after the
+    whole configuration tested clean with it, by O(validator) (the role's configuration test, C(nginx -t) on a private
+    copy of O(conf_dir)); then it replaces the live file atomically and nginx is reloaded (O(reload)). When the test
+    fails the live file is kept.
   - With O(state=down) and O(wait=true) it then waits until this host holds no established TCP
     connection to the drained members' addresses and ports (read with C(ss)), at most
     O(drain_timeout) seconds.
 author: bosun.platform maintainers (@bosun-platform)
 extends_documentation_fragment:
   - bosun.platform.attributes
+  - ansible.builtin.files
 options:
   name:
     description: Upstream name (letters, digits, C(_)); names its membership file.
     type: str
     default: app
+  servers:
+    description:
+      - The upstream's members, to write the whole file from them instead of reading them from its state line. The
+        order is the order of the C(server) lines.
+      - Each member is checked as described above; names must be unique, and at least one member is needed.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Member name (what O(hosts) and O(down) name).
+        type: str
+        required: true
+      address:
+        description: Host name, IPv4 address, IPv6 address without brackets, or C(unix:/path).
+        type: str
+        required: true
+      port:
+        description: Port, 1 to 65535 (kept in the state line but not written for a C(unix:) member).
+        type: int
+        required: true
+      weight:
+        description: nginx C(weight), 1 or more (1 is not written).
+        type: int
+        default: 1
+      max_fails:
+        description: nginx C(max_fails), 0 or more.
+        type: int
+        default: 3
+      fail_timeout:
+        description: nginx C(fail_timeout), an nginx time.
+        type: str
+        default: 10s
+      backup:
+        description: A backup member (nginx C(backup)).
+        type: bool
+        default: false
+  down:
+    description:
+      - With O(servers), every member marked down, replacing the file's drain state (the role passes
+        C(nginx_upstream_down), so a role run resets the drain state). Written as given; the O(allow_all_down) guard
+        applies to O(hosts).
+      - Not given, the file keeps its drain state for the members that remain.
+    type: list
+    elements: str
   hosts:
-    description: Member names to mark. Empty changes nothing.
+    description: Member names to mark (after O(servers) and O(down) are applied). Empty changes nothing.
     type: list
     elements: str
     default: []
@@ -58,14 +109,23 @@ options:
     type: str
     default: nginx.conf
   nginx_binary:
-    description: nginx executable (looked up in C(PATH) when not absolute).
+    description: nginx executable (looked up in C(PATH) when not absolute), for the configuration test and
+      O(reload=signal).
     type: str
     default: nginx
+  validator:
+    description:
+      - The configuration test, run as C(<validator> CANDIDATE RELPATH CONF_DIR MAIN_CONF NGINX) before the file goes
+        live; it exits 0 when C(nginx -t) passes with the candidate in place and prints nginx's messages otherwise.
+      - The default is the script the C(bosun.platform.nginx) role installs, which copies O(conf_dir) to a private
+        temporary directory, puts the candidate there and runs C(nginx -t) on the copy.
+    type: path
+    default: /usr/local/sbin/bosun-nginx-validate
   reload:
     description:
       - How nginx is told to read the new membership when the file changed.
       - V(systemd) runs C(systemctl reload) of O(service); V(signal) runs C(nginx -c <main_conf> -s reload);
-        V(none) does not reload.
+        V(none) does not reload (the role notifies its handler instead).
     type: str
     choices: [systemd, signal, none]
     default: systemd
@@ -86,7 +146,7 @@ options:
     type: bool
     default: true
   allow_all_down:
-    description: Allow marking every non-backup member down (nginx then answers 502).
+    description: Allow marking every non-backup member down through O(hosts) (nginx then answers 502).
     type: bool
     default: false
 attributes:
@@ -94,10 +154,12 @@ attributes:
     support: full
     details:
       - Reports exactly whether the file would change (and refuses what a real run refuses, including a
-        configuration that fails C(nginx -t)); writes nothing, does not reload and does not wait.
+        configuration that fails the configuration test); writes nothing, does not reload and does not wait.
+      - When O(validator) is not installed yet (a check run before the role's first run) the test is skipped with
+        a warning; a real run fails without it.
   diff_mode:
-    support: none
-    details: No diff of the upstream file is produced; RV(down) and RV(up) name the members marked.
+    support: full
+    details: The membership file's text before and after (also in check mode).
   platform:
     support: full
     platforms: linux
@@ -105,15 +167,30 @@ attributes:
 notes:
   - The connections counted are every established TCP connection of this host to the members'
     addresses and ports; on a load balancer those are nginx's.
-  - C(ss) (iproute2) must be installed.
+  - C(ss) (iproute2) must be installed when there is something to wait for.
   - Marking down what is down (or up what is up) writes nothing and reloads nothing; a drain still
     waits for the connections. Requests in flight finish; old nginx workers close after nginx's
     C(worker_shutdown_timeout).
   - A member on a unix socket (C(unix:/path)) is marked like any other, but not waited for (it has no
     TCP connection to count) and is absent from RV(remaining_connections).
+  - O(mode), O(owner) and O(group) apply to the file; without them a rewritten file keeps its own and a new one is
+    created with mode C(0644).
 """
 
 EXAMPLES = r"""
+- name: Write the upstream's members (what the nginx role does), every member in rotation
+  bosun.platform.nginx_upstream:
+    name: app
+    servers:
+      - {name: app1, address: 10.110.0.11, port: 8000}
+      - {name: app2, address: 10.110.0.12, port: 8000, weight: 2}
+    down: []
+    reload: none
+    owner: root
+    group: root
+    mode: "0644"
+  notify: Reload nginx
+
 - name: Take app2 out of the upstream and wait for its requests in flight
   bosun.platform.nginx_upstream:
     name: app
@@ -198,9 +275,27 @@ delta:
   returned: always
   type: str
   sample: "0:00:02.040000"
+diff:
+  description: The membership file's text before (empty when it was missing) and after.
+  returned: when run with C(--diff) and the file could be read or written
+  type: dict
+  contains:
+    before:
+      description: The file's text before.
+      type: str
+    after:
+      description: The file's text after (the text it would have, in check mode).
+      type: str
+    before_header:
+      description: The file's path (with C( (absent)) when it was missing).
+      type: str
+    after_header:
+      description: The file's path.
+      type: str
 """
 
 import datetime
+import errno
 import os
 import re
 
@@ -212,11 +307,26 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", default="app"),
+            servers=dict(
+                type="list",
+                elements="dict",
+                options=dict(
+                    name=dict(type="str", required=True),
+                    address=dict(type="str", required=True),
+                    port=dict(type="int", required=True),
+                    weight=dict(type="int", default=1),
+                    max_fails=dict(type="int", default=3),
+                    fail_timeout=dict(type="str", default="10s"),
+                    backup=dict(type="bool", default=False),
+                ),
+            ),
+            down=dict(type="list", elements="str"),
             hosts=dict(type="list", elements="str", default=[]),
             state=dict(type="str", default="down", choices=["down", "up"]),
             conf_dir=dict(type="path", default="/etc/nginx"),
             main_conf=dict(type="str", default="nginx.conf"),
             nginx_binary=dict(type="str", default="nginx"),
+            validator=dict(type="path", default=nu.VALIDATOR),
             reload=dict(type="str", default="systemd", choices=["systemd", "signal", "none"]),
             service=dict(type="str", default="nginx"),
             wait=dict(type="bool", default=True),
@@ -224,6 +334,8 @@ def main():
             fail_on_timeout=dict(type="bool", default=True),
             allow_all_down=dict(type="bool", default=False),
         ),
+        required_by={"down": ("servers",)},
+        add_file_common_args=True,
         supports_check_mode=True,
     )
     p = module.params
@@ -252,29 +364,66 @@ def main():
             with open(path) as f:
                 old = f.read()
         except (IOError, OSError) as exc:
-            raise nu.UpstreamError(
-                "nginx: %s is missing on this load balancer (%s): run the bosun.platform.nginx role on it "
-                "first, and check the upstream name (%s)." % (path, exc.strerror or exc, p["name"])
-            ) from None
-        header, current = nu.parse(old, path)
-        new_state, summary = nu.plan(current, p["hosts"], p["state"], p["allow_all_down"])
+            if p["servers"] is None:
+                raise nu.UpstreamError(
+                    "nginx: %s is missing on this load balancer (%s): run the bosun.platform.nginx role on it "
+                    "first, and check the upstream name (%s)." % (path, exc.strerror or exc, p["name"])
+                ) from None
+            if exc.errno != errno.ENOENT:
+                raise
+            old = None  # the members are declared: the file is created
+        if p["servers"] is None:
+            header, current = nu.parse(old, path)
+        else:
+            # The members are declared: the file is written whole. A file this module cannot
+            # read (hand-edited, tampered) is replaced; its drain state is then not kept.
+            header, current = nu.header_for(p["name"]), None
+            if old is not None:
+                try:
+                    old_header, current = nu.parse(old, path)
+                    header = nu.header_to_keep(p["name"], old_header)
+                except nu.UpstreamError:
+                    current = None
+            current = nu.declare(p["name"], p["servers"], p["down"], current, path)
+        if p["servers"] is None or p["hosts"]:
+            new_state, summary = nu.plan(current, p["hosts"], p["state"], p["allow_all_down"])
+        else:
+            new_state, summary = current, nu.summarize(current)
         result.update(down=summary["down"], up=summary["up"])
         new = nu.render(header, new_state)
-        result["changed"] = new != old
-        if result["changed"]:
-            nginx = p["nginx_binary"]
-            if not os.path.isabs(nginx):
-                nginx = module.get_bin_path(nginx, required=True)
-            ok, message = nu.test_config(run, nginx, p["conf_dir"], p["main_conf"], relpath, new)
-            if not ok:
-                raise nu.UpstreamError(
-                    "nginx: the configuration test failed with the new %s (kept as it was): %s" % (path, message)
+        if module._diff:
+            result["diff"] = nu.diff(path, old, new)
+        content_changed = new != old
+        nginx = p["nginx_binary"]
+        if content_changed:
+            if module.check_mode and not os.path.exists(p["validator"]):
+                module.warn(
+                    "nginx: %s would be tested by %s, which is not installed yet (the bosun.platform.nginx role "
+                    "installs it before it writes the file); check mode skipped the test." % (path, p["validator"])
                 )
+            else:
+                if not os.access(p["validator"], os.X_OK):
+                    raise nu.UpstreamError(
+                        "nginx: the configuration test %s is missing or not executable on this load balancer, so %s "
+                        "was not changed: run the bosun.platform.nginx role on it (it installs the test), or set "
+                        "validator." % (p["validator"], path)
+                    )
+                if not os.path.isabs(nginx):
+                    nginx = module.get_bin_path(nginx, required=True)
+                ok, message = nu.test_config(
+                    run, p["validator"], p["conf_dir"], p["main_conf"], relpath, new, nginx, module.tmpdir
+                )
+                if not ok:
+                    raise nu.UpstreamError(
+                        "nginx: the configuration test failed with the new %s (kept as it was): %s" % (path, message)
+                    )
             if not module.check_mode:
                 nu.write(path, new)
                 if p["reload"] == "systemd":
                     argv = [module.get_bin_path("systemctl", required=True), "reload", p["service"]]
                 elif p["reload"] == "signal":
+                    if not os.path.isabs(nginx):
+                        nginx = module.get_bin_path(nginx, required=True)
                     argv = [nginx, "-c", os.path.join(p["conf_dir"], p["main_conf"]), "-s", "reload"]
                 else:
                     argv = None
@@ -286,13 +435,12 @@ def main():
                             % (path, " ".join(argv), rc, (err or out).strip())
                         )
                     result["reloaded"] = True
-        if p["state"] == "down" and p["wait"] and not module.check_mode:
-            # a unix socket member has no TCP connection to count: nothing to wait for
-            members = [
-                (s["name"], nu.resolve(s["address"], s["port"]), s["port"])
-                for s in summary["drained"]
-                if not nu.is_unix(s["address"])
-            ]
+        file_args = module.load_file_common_arguments(p, path=path)
+        result["changed"] = module.set_fs_attributes_if_different(file_args, content_changed)
+        # a unix socket member has no TCP connection to count: nothing to wait for
+        tcp = [s for s in summary["drained"] if not nu.is_unix(s["address"])]
+        if p["state"] == "down" and p["wait"] and not module.check_mode and tcp:
+            members = [(s["name"], nu.resolve(s["address"], s["port"]), s["port"]) for s in tcp]
             ss = module.get_bin_path("ss", required=True)
             counts, waited, drained = nu.wait_drained(run, ss, members, p["drain_timeout"])
             result.update(

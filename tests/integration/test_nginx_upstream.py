@@ -13,7 +13,10 @@ import time
 
 import pytest
 
+from tests.support.collection import ROOT
 from tests.support.nginx import NamedBackend, UpstreamNginx, membership_file
+
+VALIDATOR = os.path.join(ROOT, "roles", "nginx", "files", "bosun-nginx-validate")
 
 
 @pytest.fixture
@@ -37,7 +40,8 @@ def lb():
 
 
 def _args(lb, **extra):
-    args = {"name": "app", "conf_dir": lb.dir, "reload": "signal", "drain_timeout": 10}
+    # The validator the nginx role installs on a load balancer, from the collection's tree.
+    args = {"name": "app", "conf_dir": lb.dir, "reload": "signal", "drain_timeout": 10, "validator": VALIDATOR}
     args.update(extra)
     return args
 

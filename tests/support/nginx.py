@@ -261,7 +261,7 @@ UPSTREAM_HEADER = (
 
 
 def membership_file(name, servers, down=()):
-    """The membership file as the nginx role's template renders it."""
+    """The membership file as nginx_upstream writes it (the nginx role calls the module)."""
     import json
 
     state = {"name": name, "servers": servers, "down": sorted(down)}

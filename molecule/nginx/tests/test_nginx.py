@@ -23,6 +23,21 @@ SCENARIO = os.environ.get("MOLECULE_SCENARIO_DIRECTORY", os.path.dirname(os.path
 INVENTORY = os.path.dirname(os.environ.get("MOLECULE_INVENTORY_FILE", ""))
 SERVER_NAME = "lb.bosun.test"
 SITE = "/etc/nginx/conf.d/bosun-site.conf"
+MEMBERSHIP = "/etc/nginx/bosun/upstream-app.conf"
+MEMBERSHIP_TASK = "Write the upstream's members (whole configuration tested before it goes live)"
+# The membership file as the role's template wrote it before bosun.platform.nginx_upstream
+# became its one writer (rendered by Ansible for this scenario's two members): a load
+# balancer converged by those releases holds these bytes and must see no change.
+EARLIER_MEMBERSHIP = (
+    "# Ansible managed\n"
+    '# Members of upstream "app". Written by bosun.platform.nginx and by its\n'
+    "# `upstream` entry point (drain: tasks_from: upstream), which reads the state line below.\n"
+    '# bosun-upstream-state: {"down": [], "name": "app", "servers": [{"address": "127.0.0.2", "backup": false, '
+    '"fail_timeout": "10s", "max_fails": 3, "name": "app1", "port": 8000, "weight": 1}, {"address": "127.0.0.3", '
+    '"backup": false, "fail_timeout": "10s", "max_fails": 3, "name": "app2", "port": 8000, "weight": 1}]}\n'
+    "server 127.0.0.2:8000 max_fails=3 fail_timeout=10s;  # app1\n"
+    "server 127.0.0.3:8000 max_fails=3 fail_timeout=10s;  # app2\n"
+)
 
 
 def _address(host):
@@ -57,7 +72,7 @@ def _served_by(host, count):
     return [json.loads(_https(host, "/who")[1])["server"] for _request in range(count)]
 
 
-def _playbook(name, extra_vars):
+def _playbook(name, extra_vars, options=()):
     """Run a playbook of this scenario against its inventory; return (rc, parsed json output)."""
     proc = subprocess.run(
         [
@@ -67,6 +82,7 @@ def _playbook(name, extra_vars):
             os.path.join(SCENARIO, name),
             "--extra-vars",
             json.dumps(extra_vars),
+            *options,
         ],
         env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
         capture_output=True,
@@ -339,3 +355,33 @@ def test_drain_moves_traffic_and_waits_for_requests_in_flight(host):
     assert sorted(set(_served_by(host, 10))) == ["app1", "app2"]
     # Marking up what is already up changes nothing.
     assert _drain(["app1"], "up")["changed"] is False
+
+
+def test_the_membership_file_is_the_earlier_releases_bytes(host):
+    membership = host.file(MEMBERSHIP)
+    assert membership.content_string == EARLIER_MEMBERSHIP
+    assert (membership.user, membership.group, membership.mode) == ("root", "root", 0o644)
+
+
+def test_a_converge_resets_a_drain_and_shows_the_membership_diff(host):
+    """The role writes the file through nginx_upstream: nginx_upstream_down (empty) replaces a
+    drain left behind, the change is shown with --diff and tested before it goes live."""
+    try:
+        assert _drain(["app2"], "down")["down"] == ["app2"]
+        assert set(_served_by(host, 10)) == {"app1"}
+        drained = host.file(MEMBERSHIP).content_string
+        rc, out = _playbook("converge.yml", {}, options=("--check", "--diff"))
+        assert rc == 0, _failures(out) or out
+        predicted = next(_task_results(out, MEMBERSHIP_TASK))
+        assert predicted["changed"] and predicted["diff"]["before"] == drained
+        assert predicted["diff"]["after"] == EARLIER_MEMBERSHIP
+        assert host.file(MEMBERSHIP).content_string == drained
+        rc, out = _playbook("converge.yml", {}, options=("--diff",))
+        assert rc == 0, _failures(out) or out
+        written = next(_task_results(out, MEMBERSHIP_TASK))
+        assert written["changed"] and written["diff"] == predicted["diff"]
+        assert "server 127.0.0.3:8000 max_fails=3 fail_timeout=10s down;  # app2 (drained)" in written["diff"]["before"]
+        assert host.file(MEMBERSHIP).content_string == EARLIER_MEMBERSHIP
+        assert sorted(set(_served_by(host, 10))) == ["app1", "app2"]
+    finally:
+        _drain(["app1", "app2"], "up")
