@@ -35,6 +35,7 @@ author:
   - bosun.platform maintainers (@bosun-platform)
 extends_documentation_fragment:
   - bosun.platform.postgres
+  - bosun.platform.backup
   - bosun.platform.attributes
 options:
   backup_dir:
@@ -85,21 +86,6 @@ options:
       - Keep the newest N verified base backups (at least 1) and the archived WAL they
         need. Without it, nothing is deleted.
     type: int
-  retention_checksums:
-    description: Read the sha256 of each file of the base backups retention counts as verified copies.
-    type: bool
-    default: true
-  label:
-    description: Added to the backup's name and manifest; 1-64 letters, digits, C(_) or C(-).
-    type: str
-  space_reserve_mb:
-    description: Free space, in MiB, that must remain on the backup filesystem after the estimated backup.
-    type: int
-    default: 64
-  lock_timeout:
-    description: Seconds to wait when another run holds the backup directory's lock; V(0) fails at once.
-    type: int
-    default: 0
   metrics_dir:
     description:
       - Directory of the node_exporter textfile collector; C(bosun_basebackup.prom) is written
@@ -273,26 +259,25 @@ backup_dir:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils._backup import basebackup, tools
+from ansible_collections.bosun.platform.plugins.module_utils._backup.job import backup_argument_spec
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import postgres_argument_spec
 
 
 def argument_spec():
     return postgres_argument_spec(
-        backup_dir=dict(type="path", required=True),
-        wal_archive_dir=dict(type="path"),
-        backup=dict(type="bool", default=True),
-        compression=dict(type="str", default="auto", choices=basebackup.COMPRESSIONS),
-        compression_level=dict(type="int"),
-        compression_location=dict(type="str", default="client", choices=basebackup.LOCATIONS),
-        checkpoint=dict(type="str", default="fast", choices=["fast", "spread"]),
-        verify=dict(type="bool", default=True),
-        keep_last=dict(type="int"),
-        retention_checksums=dict(type="bool", default=True),
-        label=dict(type="str"),
-        space_reserve_mb=dict(type="int", default=64),
-        lock_timeout=dict(type="int", default=0),
-        metrics_dir=dict(type="path"),
-        bin_dir=dict(type="path"),
+        **backup_argument_spec(
+            backup_dir=dict(type="path", required=True),
+            wal_archive_dir=dict(type="path"),
+            backup=dict(type="bool", default=True),
+            compression=dict(type="str", default="auto", choices=basebackup.COMPRESSIONS),
+            compression_level=dict(type="int"),
+            compression_location=dict(type="str", default="client", choices=basebackup.LOCATIONS),
+            checkpoint=dict(type="str", default="fast", choices=["fast", "spread"]),
+            verify=dict(type="bool", default=True),
+            keep_last=dict(type="int"),
+            metrics_dir=dict(type="path"),
+            bin_dir=dict(type="path"),
+        )
     )
 
 

@@ -35,6 +35,7 @@ author:
   - bosun.platform maintainers (@bosun-platform)
 extends_documentation_fragment:
   - bosun.platform.postgres
+  - bosun.platform.backup
   - bosun.platform.attributes
 options:
   db:
@@ -89,11 +90,6 @@ options:
     description: Threads of a streamed V(zstd) compressor; V(0) is one per CPU.
     type: int
     default: 0
-  label:
-    description:
-      - Added to the backup's name (C(20250101T020000Z-<label>.dump.zst)) and manifest.
-      - 1-64 letters, digits, C(_) or C(-), not starting with C(-).
-    type: str
   verify:
     description:
       - V(list) checks that C(pg_restore --list) reads the archive and shows every table of
@@ -123,22 +119,6 @@ options:
         (at least 1, so the newest verified backup is never deleted).
     type: int
     default: 1
-  retention_checksums:
-    description:
-      - Read the sha256 of each backup that retention counts as a verified copy. V(false)
-        compares sizes only (faster with large backups, blind to flipped bytes).
-    type: bool
-    default: true
-  space_reserve_mb:
-    description: Free space, in MiB, that must remain on the backup filesystem after the estimated backup.
-    type: int
-    default: 64
-  lock_timeout:
-    description:
-      - Seconds to wait when another run holds the lock of a database's backup directory;
-        V(0) fails at once.
-    type: int
-    default: 0
   metrics_dir:
     description:
       - Directory of the node_exporter textfile collector. Each run writes
@@ -331,31 +311,30 @@ backup_dir:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils._backup import dump, tools
+from ansible_collections.bosun.platform.plugins.module_utils._backup.job import backup_argument_spec
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import postgres_argument_spec
 
 
 def argument_spec():
     return postgres_argument_spec(
-        db=dict(type="str"),
-        all_databases=dict(type="bool", default=False),
-        maintenance_db=dict(type="str", default="postgres"),
-        backup_dir=dict(type="path", required=True),
-        format=dict(type="str", default="custom", choices=tools.FORMATS),
-        jobs=dict(type="int", default=1),
-        compression=dict(type="str", default="auto", choices=tools.COMPRESSIONS),
-        compression_level=dict(type="int"),
-        compression_threads=dict(type="int", default=0),
-        label=dict(type="str"),
-        verify=dict(type="str", default="list", choices=["list", "full"]),
-        dump=dict(type="bool", default=True),
-        keep_last=dict(type="int"),
-        keep_days=dict(type="int"),
-        keep_min_verified=dict(type="int", default=1),
-        retention_checksums=dict(type="bool", default=True),
-        space_reserve_mb=dict(type="int", default=64),
-        lock_timeout=dict(type="int", default=0),
-        metrics_dir=dict(type="path"),
-        bin_dir=dict(type="path"),
+        **backup_argument_spec(
+            db=dict(type="str"),
+            all_databases=dict(type="bool", default=False),
+            maintenance_db=dict(type="str", default="postgres"),
+            backup_dir=dict(type="path", required=True),
+            format=dict(type="str", default="custom", choices=tools.FORMATS),
+            jobs=dict(type="int", default=1),
+            compression=dict(type="str", default="auto", choices=tools.COMPRESSIONS),
+            compression_level=dict(type="int"),
+            compression_threads=dict(type="int", default=0),
+            verify=dict(type="str", default="list", choices=["list", "full"]),
+            dump=dict(type="bool", default=True),
+            keep_last=dict(type="int"),
+            keep_days=dict(type="int"),
+            keep_min_verified=dict(type="int", default=1),
+            metrics_dir=dict(type="path"),
+            bin_dir=dict(type="path"),
+        )
     )
 
 

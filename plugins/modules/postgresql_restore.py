@@ -11,8 +11,9 @@ module: postgresql_restore
 short_description: Restore a checked PostgreSQL backup, or run a restore drill
 version_added: 0.1.0
 description:
-  - Restores a backup written by M(bosun.platform.postgresql_dump), chosen by path or as the
-    newest backup of a database (V(latest)), after checking its size and sha256 against its
+  - Restores a backup written by M(bosun.platform.postgresql_dump), chosen by path, as the
+    newest backup of a database (V(latest)), or as the newest verified backup of a database
+    that carries a label (O(label)), after checking its size and sha256 against its
     manifest. A backup that does not match is refused, naming the file.
   - The backup is restored into a new staging database first, with C(--exit-on-error) and
     C(--single-transaction) (one job) or C(--jobs). Only when that succeeded does it take
@@ -51,14 +52,29 @@ options:
       - Path of the backup (file or directory, or its manifest), or V(latest) for the newest
         backup of O(db) in O(backup_dir). V(latest) does not skip a newer backup that fails
         its checksum; it refuses, so that a corrupt newest backup is noticed.
+      - A path is mutually exclusive with O(label).
     type: str
     default: latest
+  label:
+    description:
+      - Restore the newest backup of O(db) in O(backup_dir) whose manifest carries this label
+        (the O(bosun.platform.postgresql_dump#module:label) it was taken with, such as
+        V(pre-migration)) and says it was verified when written. Backups with another label or
+        none, and unverified ones, are passed over.
+      - The backup chosen is then checked against its checksum like any other, and refused when
+        it does not match (an older one is not taken instead, so that the corruption is noticed).
+      - When no such backup exists the task fails, naming the database, the label and the
+        directory, and changes nothing.
+      - Needs O(backup_dir) and O(db); mutually exclusive with a path in O(backup).
+    type: str
   backup_dir:
-    description: Backup directory of M(bosun.platform.postgresql_dump); needed with O(backup=latest).
+    description:
+      - Backup directory of M(bosun.platform.postgresql_dump); needed with O(backup=latest) and
+        with O(label).
     type: path
   db:
     description:
-      - Database whose newest backup O(backup=latest) picks.
+      - Database whose newest backup O(backup=latest) or O(label) picks.
       - Also the default O(target_db) is the database the backup was taken from.
     type: str
   target_db:
@@ -165,6 +181,13 @@ EXAMPLES = r"""
     backup_dir: /var/backups/postgresql
     target_db: app_restored
 
+- name: Roll app back to the backup taken before a migration (the newest one labelled so)
+  bosun.platform.postgresql_restore:
+    db: app
+    backup_dir: /var/backups/postgresql
+    label: pre-migration
+    force: true
+
 - name: Replace app with a chosen backup (the playbook takes a safety dump first)
   bosun.platform.postgresql_restore:
     backup: /var/backups/postgresql/app/20250101T020000Z.dump.zst
@@ -195,6 +218,17 @@ backup:
       type: str
     manifest:
       description: Path of its manifest.
+      type: str
+    timestamp:
+      description: When the backup was taken, from its name (ISO 8601, UTC).
+      type: str
+    label:
+      description: Label in the backup's name (null without one).
+      type: str
+    selected_by:
+      description:
+        - How the backup was chosen. V(path) (named by O(backup)), V(latest) (the newest of
+          O(db)) or V(label) (the newest verified one of O(db) with O(label)).
       type: str
     database:
       description: Database it was taken from.
@@ -296,6 +330,7 @@ from ansible_collections.bosun.platform.plugins.module_utils._postgres import po
 def argument_spec():
     return postgres_argument_spec(
         backup=dict(type="str", default="latest"),
+        label=dict(type="str"),
         backup_dir=dict(type="path"),
         db=dict(type="str"),
         target_db=dict(type="str"),

@@ -14,6 +14,7 @@ import pytest
 
 from tests.integration.test_postgresql_dump import (
     AWKWARD,
+    TOTALS,
     assert_no_secret,
     create_db,
     databases,
@@ -139,6 +140,55 @@ def test_failed_restore_leaves_the_target_as_it_was(postgres, run_module, tmp_pa
     finally:
         drop_db(postgres, db)
         postgres.psql("DROP ROLE IF EXISTS %s" % qi(role))
+
+
+# A row per dump in the awkwardly named table (a constant), to tell the restored backup by its contents.
+MARK_SQL = "INSERT INTO " + TOTALS + " VALUES ('mark', %d)"  # noqa: S608
+MARKS_SQL = "SELECT string_agg(total::text, ',' ORDER BY total) FROM " + TOTALS + " WHERE region = 'mark'"  # noqa: S608
+
+
+def test_restore_by_label_takes_the_newest_verified_backup_with_it(postgres, run_module, tmp_path):
+    """Three pre-migration dumps (the newest marked unverified) and a newer nightly one: the
+    second pre-migration dump is restored, as its rows show."""
+    db = create_db(postgres, unique("labelled 'db'"), rows=200)
+    target = unique("from label")
+    try:
+        backups = []
+        for i, label in enumerate(["pre-migration", "pre-migration", "pre-migration", "nightly"]):
+            postgres.psql(MARK_SQL % i, db=db)
+            r = run_module("postgresql_dump", dict(postgres.conn_args(), db=db, backup_dir=str(tmp_path), label=label))
+            assert r["rc"] == 0, r.get("msg")
+            backups.append(r["backups"][0])
+        with open(backups[2]["manifest"]) as f:
+            manifest = json.load(f)
+        with open(backups[2]["manifest"], "w") as f:
+            json.dump(dict(manifest, verified=False), f)
+        directory = os.path.dirname(backups[0]["path"])
+        files = sorted(os.listdir(directory))
+
+        args = dict(postgres.conn_args(), db=db, backup_dir=str(tmp_path), label="pre-migration", target_db=target)
+        planned = run_module("postgresql_restore", args, check_mode=True)
+        assert planned["rc"] == 0, planned.get("msg")
+        assert planned["changed"] is True and planned["target_exists"] is False
+        assert planned["backup"]["path"] == backups[1]["path"] and planned["backup"]["selected_by"] == "label"
+        assert target not in databases(postgres)
+        done = run_module("postgresql_restore", args)
+        assert done["rc"] == 0, done.get("msg")
+        assert done["changed"] is True and done["backup"] == planned["backup"]
+        assert postgres.psql(MARKS_SQL, db=target) == "0,1"
+        assert no_staging_left(postgres) == []
+        assert_no_secret(done, postgres.password)
+
+        other = unique("no label")
+        for check_mode in (True, False):
+            missing = run_module("postgresql_restore", dict(args, label="pre-upgrade", target_db=other), check_mode)
+            assert missing["failed"] and missing["changed"] is False
+            assert missing["msg"] == "no verified backup of database %s with label pre-upgrade in %s" % (db, directory)
+        assert other not in databases(postgres) and no_staging_left(postgres) == []
+        assert sorted(os.listdir(directory)) == files
+    finally:
+        drop_db(postgres, target)
+        drop_db(postgres, db)
 
 
 def test_drill_passes_reports_rto_and_writes_metrics(postgres, source, run_module, tmp_path):

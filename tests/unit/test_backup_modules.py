@@ -101,3 +101,65 @@ def test_restore_with_no_backup_at_all(tmp_path):
 def test_drill_rejects_target_db():
     r = run_module("postgresql_restore", dict(db="a", backup_dir="/nonexistent", drill=True, target_db="x"))
     assert r["failed"] and "target_db does not apply to a drill" in r["msg"]
+
+
+def labelled_backup(directory, stem, label, **kw):
+    """make_backup with the label in the name and in the manifest (as postgresql_dump writes it)."""
+    path = make_backup(directory, "%s-%s" % (stem, label), **kw)
+    manifest = os.path.join(directory, "%s-%s.manifest.json" % (stem, label))
+    with open(manifest) as f:
+        data = json.load(f)
+    data["label"] = label
+    with open(manifest, "w") as f:
+        json.dump(data, f)
+    return path
+
+
+def listing(directory):
+    return sorted(os.path.join(p, n) for p, _d, names in os.walk(directory) for n in names)
+
+
+def test_restore_by_label_reports_the_backup_it_chose(tmp_path):
+    d = str(tmp_path / "app")
+    labelled_backup(d, "20250101T000000Z", "pre-migration")
+    chosen = labelled_backup(d, "20250102T000000Z", "pre-migration")
+    labelled_backup(d, "20250103T000000Z", "pre-migration", verified=False)
+    labelled_backup(d, "20250104T000000Z", "nightly")
+    before = listing(str(tmp_path))
+    args = dict(
+        db="app", backup_dir=str(tmp_path), label="pre-migration", login_port=free_port(), login_password=SECRET
+    )
+    for check_mode in (True, False):
+        # No server listens: the run stops after the choice, which the result still names.
+        r = run_module("postgresql_restore", args, check_mode=check_mode)
+        assert r["failed"] and r["changed"] is False
+        assert r["backup"]["path"] == chosen and r["backup"]["selected_by"] == "label"
+        assert r["backup"]["label"] == "pre-migration" and r["backup"]["timestamp"] == "2025-01-02T00:00:00+00:00"
+        assert "Traceback" not in r["_stderr"]
+        no_secret(r)
+    assert listing(str(tmp_path)) == before
+
+
+def test_restore_by_label_with_no_match_fails_naming_it_and_changes_nothing(tmp_path):
+    d = str(tmp_path / "app")
+    labelled_backup(d, "20250101T000000Z", "nightly")
+    labelled_backup(d, "20250102T000000Z", "pre-migration", verified=False)
+    before = listing(str(tmp_path))
+    args = dict(db="app", backup_dir=str(tmp_path), label="pre-migration", login_port=free_port())
+    for check_mode in (True, False):
+        r = run_module("postgresql_restore", args, check_mode=check_mode)
+        assert r["failed"] and r["changed"] is False and "backup" not in r
+        assert r["msg"] == (
+            "no verified backup of database app with label pre-migration in %s "
+            "(1 with that label not verified or incomplete)" % d
+        )
+    assert listing(str(tmp_path)) == before
+
+
+def test_restore_label_and_a_backup_path_are_mutually_exclusive(tmp_path):
+    path = labelled_backup(str(tmp_path / "app"), "20250101T000000Z", "nightly")
+    r = run_module("postgresql_restore", dict(backup=path, label="nightly", db="app", backup_dir=str(tmp_path)))
+    assert r["failed"] and not r.get("changed")
+    assert r["msg"].startswith("label and backup: %s are mutually exclusive" % path)
+    r = run_module("postgresql_restore", dict(label="nightly"))
+    assert r["failed"] and "label needs backup_dir and db" in r["msg"]

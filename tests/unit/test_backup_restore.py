@@ -13,6 +13,8 @@ from ansible_collections.bosun.platform.plugins.module_utils._backup.dump import
 from ansible_collections.bosun.platform.plugins.module_utils._backup.tools import Runner
 from ansible_collections.bosun.platform.plugins.module_utils._io import TEMP_MARKER, is_temp_name
 
+from tests.unit.test_backup_layout import make_backup
+
 # What pg_restore 15 --create --use-list prints for a database's COMMENT, DATABASE PROPERTIES
 # and ACL entries (the DATABASE entry comes along whatever the list says).
 PG_RESTORE_OUTPUT = textwrap.dedent(
@@ -248,3 +250,94 @@ def test_a_killed_holder_leaves_a_temp_file_any_cleaner_may_remove(tmp_path):
             holder.kill()
             holder.wait()
         holder.stdout.close()
+
+
+# -- choosing the backup by label ------------------------------------------------------------------
+def labelled(directory, stem, label, **kw):
+    """A backup as postgresql_dump writes it with ``label``: in its name and in its manifest."""
+    path = make_backup(directory, stem + ("-%s" % label if label else ""), **kw)
+    manifest_path = os.path.join(directory, os.path.basename(path).split(".")[0] + layout.MANIFEST_SUFFIX)
+    if os.path.exists(manifest_path):
+        data = layout.read_manifest(manifest_path)
+        data["label"] = label
+        layout.write_manifest(manifest_path, data)
+    return path
+
+
+@pytest.fixture
+def labelled_dir(tmp_path):
+    """Backups of "my db", newest last; the newest verified pre-migration one is on the 2nd."""
+    d = str(tmp_path / layout.db_dirname("my db"))
+    paths = dict(
+        old=labelled(d, "20250101T000000Z", "pre-migration"),
+        chosen=labelled(d, "20250102T000000Z", "pre-migration"),
+        unverified=labelled(d, "20250103T000000Z", "pre-migration", verified=False),
+        other=labelled(d, "20250104T000000Z", "nightly"),
+        none=labelled(d, "20250105T000000Z", None),
+        no_manifest=labelled(d, "20250106T000000Z", "pre-migration", manifest=False),
+    )
+    return str(tmp_path), d, paths
+
+
+def test_label_picks_the_newest_verified_backup_with_that_label(labelled_dir):
+    backup_dir, _d, paths = labelled_dir
+    params = dict(backup="latest", backup_dir=backup_dir, db="my db", label="pre-migration")
+    restore.validate(params)
+    entry, how = restore.resolve_backup(params)
+    assert (entry.path, how) == (paths["chosen"], "label")
+    entry, how = restore.resolve_backup(dict(params, label="nightly"))
+    assert (entry.path, how) == (paths["other"], "label")
+    # without a label, latest is the newest backup, whatever it is (and check_backup refuses it)
+    entry, how = restore.resolve_backup(dict(params, label=None))
+    assert (entry.display_path, how) == (paths["no_manifest"], "latest")
+
+
+def test_label_passes_over_unverified_and_other_labels(tmp_path):
+    d = str(tmp_path / "app")
+    labelled(d, "20250101T000000Z", "release")
+    labelled(d, "20250102T000000Z", "release-2")  # a longer label with the same start
+    newest = labelled(d, "20250103T000000Z", "release", verified=False)
+    entries = layout.list_backups(d)
+    assert restore.newest_with_label(entries, "release").path == os.path.join(d, "20250101T000000Z-release.dump.zst")
+    assert restore.newest_with_label(entries, "release-2").stem == "20250102T000000Z-release-2"
+    assert restore.newest_with_label(entries, "Release") is None
+    # a manifest that names another file than the one beside it is not a verified backup either
+    os.rename(newest, newest.replace(".dump.zst", ".dump"))
+    assert restore.newest_with_label(layout.list_backups(d), "release").stem == "20250101T000000Z-release"
+
+
+def test_label_with_no_match_names_database_label_and_directory(labelled_dir):
+    backup_dir, d, paths = labelled_dir
+    params = dict(backup="latest", backup_dir=backup_dir, db="my db")
+    with pytest.raises(layout.BackupError) as exc:
+        restore.resolve_backup(dict(params, label="pre-upgrade"))
+    assert exc.value.msg == "no verified backup of database my db with label pre-upgrade in %s" % d
+    with pytest.raises(layout.BackupError) as exc:
+        restore.resolve_backup(dict(params, backup_dir=str(d) + "-missing", label="pre-upgrade"))
+    assert "no verified backup of database my db with label pre-upgrade in" in exc.value.msg
+    # with their files gone, two manifests and the unverified backup carry the label
+    os.unlink(paths["chosen"])
+    os.unlink(paths["old"])
+    with pytest.raises(layout.BackupError) as exc:
+        restore.resolve_backup(dict(params, label="pre-migration"))
+    assert exc.value.msg == (
+        "no verified backup of database my db with label pre-migration in %s "
+        "(3 with that label not verified or incomplete)" % d
+    )
+
+
+@pytest.mark.parametrize(
+    "params, fragment",
+    [
+        (dict(backup="/b/app/20250101T000000Z.dump.zst", label="x"), "label and backup: /b/app/"),
+        (dict(backup="/b/app/20250101T000000Z.dump.zst", label="x", db="app", backup_dir="/b"), "mutually exclusive"),
+        (dict(label="x", db="app"), "label needs backup_dir and db"),
+        (dict(label="x", backup_dir="/b"), "label needs backup_dir and db"),
+        (dict(label="has space", db="app", backup_dir="/b"), "label 'has space' is not allowed"),
+        (dict(label="", db="app", backup_dir="/b"), "label '' is not allowed"),
+    ],
+)
+def test_label_validation(params, fragment):
+    with pytest.raises(layout.BackupError) as exc:
+        restore.validate(dict(dict(backup="latest"), **params))
+    assert fragment in exc.value.msg

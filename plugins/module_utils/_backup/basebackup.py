@@ -1,7 +1,8 @@
 # Copyright: bosun.platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """postgresql_basebackup: pg_basebackup, pg_verifybackup, rename, manifest, retention of
-base backups and of the archived WAL they need, metrics.
+base backups and of the archived WAL they need, metrics (the life of a run around the
+backup itself is ``job.BackupJob``'s, shared with postgresql_dump).
 
 ::
 
@@ -26,27 +27,27 @@ import time
 
 from ansible_collections.bosun.platform.plugins.module_utils._backup import tools
 from ansible_collections.bosun.platform.plugins.module_utils._backup import wal as _wal
-from ansible_collections.bosun.platform.plugins.module_utils._backup.dump import DirLock, human, os_error_message
+from ansible_collections.bosun.platform.plugins.module_utils._backup.job import (
+    BackupJob,
+    check_label,
+    check_not_negative,
+)
 from ansible_collections.bosun.platform.plugins.module_utils._backup.layout import (
-    LABEL_RE,
     MANIFEST_VERSION,
     BackupError,
     iso,
-    list_backups,
-    parse_timestamp,
-    stale_temp_names,
-    stem_for,
     tree_digest,
     tree_files,
     utc_now,
     write_manifest,
 )
+from ansible_collections.bosun.platform.plugins.module_utils._backup.metrics import metric_value
 from ansible_collections.bosun.platform.plugins.module_utils._backup.pipeline import tail
-from ansible_collections.bosun.platform.plugins.module_utils._backup.retention import delete_entry, plan_retention
 from ansible_collections.bosun.platform.plugins.module_utils._io import (
-    free_bytes,
+    MIB,
     fsync_dir,
     fsync_tree,
+    os_error_message,
     temp_dir_for,
     write_textfile_metrics,
 )
@@ -58,7 +59,6 @@ from ansible_collections.bosun.platform.plugins.module_utils._postgres import (
     query,
 )
 
-MIB = 1024 * 1024
 COMPRESSIONS = ["auto", "zstd", "lz4", "gzip", "none"]
 LOCATIONS = ["client", "server"]
 DEFAULT_LEVELS = dict(zstd=1, lz4=1, gzip=1)
@@ -79,11 +79,7 @@ SELECT current_setting('server_version') AS server_version,
 
 
 def validate(params):
-    label = params.get("label")
-    if label is not None and not LABEL_RE.match(label):
-        raise BackupError(
-            "label %r is not allowed: use 1-64 letters, digits, '_' or '-', not starting with '-'" % label
-        )
+    check_label(params)
     if params.get("keep_last") is not None and params["keep_last"] < 1:
         raise BackupError("keep_last must be at least 1: the newest verified base backup is never deleted")
     method = params.get("compression") or "auto"
@@ -92,9 +88,7 @@ def validate(params):
         low, high = LEVELS[method]
         if not low <= level <= high:
             raise BackupError("compression_level %s is out of range for %s (%d-%d)" % (level, method, low, high))
-    for key in ("space_reserve_mb", "lock_timeout"):
-        if (params.get(key) or 0) < 0:
-            raise BackupError("%s must be 0 or more" % key)
+    check_not_negative(params, "space_reserve_mb", "lock_timeout")
 
 
 def compress_arg(params):
@@ -124,73 +118,34 @@ def read_backup_manifest(path):
     return timeline, start, end
 
 
-class _PlannedEntry:
-    def __init__(self, directory, stem):
-        self.directory = directory
-        self.stem = stem
-        self.timestamp = parse_timestamp(stem[:16])
-        self.label = stem[17:] or None
-        self.display_path = os.path.join(directory, stem + ".dir")
-        self.manifest = None
+class BaseBackup(BackupJob):
+    """One base backup of the cluster in backup_dir, and the archived WAL the kept ones need."""
 
+    PRODUCE = "backup"
+    SIZE_KEY = "cluster_size"
+    ESTIMATE_HOW = ("cluster %s x ratio %.3f of %s", "cluster %s x %.2f, no earlier base backup")
+    PLANNED_SUFFIX = ".dir"
 
-class BaseBackup:
     def __init__(self, params, runner, check_mode, now=utc_now):
-        self.params = params
-        self.runner = runner
-        self.check_mode = check_mode
-        self.now = now
-        self.backup_dir = os.path.abspath(params["backup_dir"])
-        self.store = _wal.DirectoryStore(params["wal_archive_dir"]) if params.get("wal_archive_dir") else None
-        self.result = dict(
-            changed=False,
-            check_mode=bool(check_mode),
-            backup_dir=self.backup_dir,
-            backup=None,
-            deleted=[],
-            kept=[],
-            corrupt=[],
-            wal_deleted=[],
-            wal_kept_from=None,
-            stale_temp_files=[],
-            metrics_files=[],
-            commands=runner.commands,
-            warnings=[],
+        super(BaseBackup, self).__init__(
+            params, runner, check_mode, now=now, backup=None, wal_deleted=[], wal_kept_from=None, warnings=[]
         )
+        self.store = _wal.DirectoryStore(params["wal_archive_dir"]) if params.get("wal_archive_dir") else None
         self.server = None
-
-    def fail(self, msg):
-        return BackupError(msg, **self.result)
 
     def run(self):
         validate(self.params)
-        run_at = time.time()
-        ok = False
         try:
-            if self.params.get("backup", True):
-                self._prepare()
-            if not os.path.isdir(self.backup_dir):
-                if not self.params.get("backup", True):
-                    return self.result
-                self.result["changed"] = True
-                if not self.check_mode:
-                    try:
-                        os.makedirs(self.backup_dir, 0o700)
-                    except OSError as exc:
-                        raise self.fail("cannot create backup_dir %s: %s" % (self.backup_dir, exc.strerror)) from exc
-            with DirLock(self.backup_dir, self.check_mode, self.params.get("lock_timeout") or 0):
-                self._remove_stale()
-                new_stem = None
-                if self.params.get("backup", True):
-                    new_stem = self._backup()
-                self._retention(new_stem)
-            ok = True
+            self._cycle(self.backup_dir)
         except (IOError, OSError) as exc:
             raise self.fail(os_error_message(exc)) from exc
-        finally:
-            if self.params.get("metrics_dir") and not self.check_mode and self.params.get("backup", True):
-                self._write_metrics(ok, run_at)
         return self.result
+
+    def _inspect(self, target):
+        self._prepare()
+
+    def _produce(self, directory, target, context):
+        return self._backup()
 
     # -- preparation ---------------------------------------------------------------------
     def _prepare(self):
@@ -237,58 +192,15 @@ class BaseBackup:
             tools.require_tool(self.method, "to read the backup back for verification")
         self.result["compression"] = dict(method=self.method, level=self.level, location=p.get("compression_location"))
 
-    def _remove_stale(self):
-        for name in stale_temp_names(self.backup_dir):
-            path = os.path.join(self.backup_dir, name)
-            self.result["stale_temp_files"].append(path)
-            self.result["changed"] = True
-            if self.check_mode:
-                continue
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
-
-    def _estimate(self):
-        size = int(self.server["cluster_size"] or 0)
-        for entry in list_backups(self.backup_dir):
-            m = entry.manifest
-            if entry.claimed_verified() and m.get("cluster_size") and m.get("size"):
-                ratio = float(m["size"]) / float(m["cluster_size"])
-                return int(size * ratio), "cluster %s x ratio %.3f of %s" % (human(size), ratio, entry.stem)
-        return int(size * FIRST_RATIO), "cluster %s x %.2f, no earlier base backup" % (human(size), FIRST_RATIO)
-
-    def _preflight(self):
-        estimate, how = self._estimate()
-        verify_space = int(self.server["cluster_size"] or 0) if self.params.get("verify", True) else 0
-        reserve = (self.params.get("space_reserve_mb") or 0) * MIB
-        free = free_bytes(self.backup_dir)
-        need = estimate + verify_space + reserve
-        if free < need:
-            raise self.fail(
-                "not enough free space in %s for a base backup of %s: about %s needed (%s%s, plus space_reserve_mb "
-                "%d), %s free; nothing was written"
-                % (
-                    self.backup_dir,
-                    describe(self.params),
-                    human(need),
-                    how,
-                    ", and the cluster's size again to verify it" if verify_space else "",
-                    reserve // MIB,
-                    human(free),
-                )
-            )
-        return estimate
-
     # -- the backup ------------------------------------------------------------------------
     def _backup(self):
-        estimate = self._preflight()
-        started = self.now()
-        stem = stem_for(started, self.params.get("label"))
-        if any(e.stem == stem for e in list_backups(self.backup_dir)) and not self.check_mode:
-            time.sleep(1.05 - started.microsecond / 1e6)
-            started = self.now()
-            stem = stem_for(started, self.params.get("label"))
+        cluster_size = int(self.server["cluster_size"] or 0)
+        estimate, how = self._estimate(self.backup_dir, cluster_size, FIRST_RATIO)
+        verify_space = cluster_size if self.params.get("verify", True) else 0
+        if verify_space:
+            how += ", and the cluster's size again to verify it"
+        self._preflight(self.backup_dir, "a base backup of %s" % describe(self.params), estimate, how, verify_space)
+        started, stem = self._choose_stem(self.backup_dir)
         final = os.path.join(self.backup_dir, stem + ".dir")
         summary = dict(
             path=final,
@@ -419,35 +331,17 @@ class BaseBackup:
             shutil.rmtree(scratch, ignore_errors=True)
 
     # -- retention -------------------------------------------------------------------------
-    def _retention(self, new_stem):
-        p = self.params
-        if p.get("keep_last") is None:
-            return
-        entries = list_backups(self.backup_dir)
-        if self.check_mode and new_stem and not any(e.stem == new_stem for e in entries):
-            entries = [_PlannedEntry(self.backup_dir, new_stem)] + entries
-        checksums = p.get("retention_checksums", True)
+    def _retention_rules(self):
+        if self.params.get("keep_last") is None:
+            return None
+        return dict(keep_last=self.params["keep_last"], keep_min_verified=1)
 
-        def check(entry):
-            if entry.stem == new_stem:
-                return True, None
-            return entry.check(checksum=checksums)
-
-        plan = plan_retention(entries, keep_last=p["keep_last"], keep_min_verified=1, now=self.now(), check=check)
-        summary = plan.as_result()
-        self.result["kept"] = summary["kept"]
-        self.result["corrupt"] = summary["corrupt"]
-        if not plan.verified:
+    def _retention(self, directory, new_stem):
+        plan = self._plan_retention(directory, new_stem)
+        if plan is None or not plan.verified:
             return
         keep_from = self._wal_keep_from(plan.keep, new_stem)
-        for entry in plan.delete:
-            self.result["deleted"].append(entry.display_path)
-            self.result["changed"] = True
-            if not self.check_mode:
-                try:
-                    delete_entry(entry)
-                except OSError as exc:
-                    raise self.fail("retention could not delete %s: %s" % (entry.display_path, exc.strerror)) from exc
+        self._delete(plan)
         if self.store is None or keep_from is None:
             return
         self.result["wal_kept_from"] = keep_from
@@ -484,15 +378,14 @@ class BaseBackup:
         return min(starts, key=_wal.position_key)
 
     # -- metrics -----------------------------------------------------------------------------
-    def _write_metrics(self, ok, run_at):
+    def _metrics_file(self, mdir, directory, target, ok, run_at):
         newest = None
         count = 0
         oldest = None
-        for entry in list_backups(self.backup_dir):
-            if entry.claimed_verified():
-                count += 1
-                newest = newest or entry.manifest
-                oldest = entry.manifest
+        for manifest in self._verified_manifests(directory):
+            count += 1
+            newest = newest or manifest
+            oldest = manifest
         wal_bytes = wal_files = None
         if self.store is not None:
             try:
@@ -501,18 +394,10 @@ class BaseBackup:
                 wal_bytes = sum(self.store.size(s.key) for s in names)
             except (OSError, _wal.WalError):
                 pass
-
-        def num(value):
-            if value is None:
-                return "NaN"
-            if isinstance(value, bool):
-                return "1" if value else "0"
-            return repr(round(value, 3)) if isinstance(value, float) else str(value)
-
         newest = newest or {}
         samples = [
             ("bosun_basebackup_last_status", "1 if the last base backup run succeeded, 0 if it failed.", ok),
-            ("bosun_basebackup_last_run_timestamp_seconds", "Unix time of the last base backup run.", round(run_at, 3)),
+            ("bosun_basebackup_last_run_timestamp_seconds", "Unix time of the last base backup run.", run_at),
             (
                 "bosun_basebackup_last_success_timestamp_seconds",
                 "Unix time the newest verified base backup finished.",
@@ -529,14 +414,12 @@ class BaseBackup:
             ("bosun_wal_archive_bytes", "Bytes in the WAL archive.", wal_bytes),
             ("bosun_wal_archive_files", "Files in the WAL archive.", wal_files),
         ]
-        rendered = [(name, text, "gauge", [({}, num(value))]) for name, text, value in samples]
-        mdir = self.params["metrics_dir"]
-        try:
-            write_textfile_metrics(mdir, METRICS_FILE, rendered)
-        except (IOError, OSError) as exc:
-            self.result["warnings"].append("cannot write metrics to %s: %s" % (mdir, exc))
-            return
-        self.result["metrics_files"].append(os.path.join(mdir, METRICS_FILE))
+        rendered = [(name, text, "gauge", [({}, metric_value(value))]) for name, text, value in samples]
+        write_textfile_metrics(mdir, METRICS_FILE, rendered)
+        return os.path.join(mdir, METRICS_FILE)
+
+    def _metrics_failed(self, target, msg):
+        self.result["warnings"].append(msg)
 
 
 def run(params, runner, check_mode=False, now=utc_now):

@@ -4,14 +4,14 @@
 
 One code path serves check mode and real runs; only the side effects (creating
 directories, removing stale temp files, dumping, deleting) are gated on ``check_mode``.
+The life of a run around the dump itself (lock, stale temp files, free space, retention,
+metrics) is ``job.BackupJob``'s, shared with postgresql_basebackup.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
-import fcntl
 import os
 import re
 import shutil
@@ -20,20 +20,18 @@ import time
 
 from ansible_collections.bosun.platform.plugins.module_utils._backup import metrics as _metrics
 from ansible_collections.bosun.platform.plugins.module_utils._backup import tools
+from ansible_collections.bosun.platform.plugins.module_utils._backup.job import (
+    BackupJob,
+    check_label,
+    check_not_negative,
+)
 from ansible_collections.bosun.platform.plugins.module_utils._backup.layout import (
     GLOBALS_DIR,
-    LABEL_RE,
-    LOCK_NAME,
     MANIFEST_VERSION,
     BackupError,
     db_dirname,
     dbname_from_dirname,
     iso,
-    list_backups,
-    parse_timestamp,
-    stale_temp_names,
-    stem_for,
-    temp_in_use,
     tree_digest,
     tree_files,
     utc_now,
@@ -45,11 +43,13 @@ from ansible_collections.bosun.platform.plugins.module_utils._backup.pipeline im
     run_pipeline,
     tail,
 )
-from ansible_collections.bosun.platform.plugins.module_utils._backup.retention import delete_entry, plan_retention
 from ansible_collections.bosun.platform.plugins.module_utils._io import (
+    MIB,
     free_bytes,
     fsync_dir,
     fsync_tree,
+    human,
+    os_error_message,
     sha256_file,
     temp_dir_for,
     temp_path_for,
@@ -63,7 +63,6 @@ from ansible_collections.bosun.platform.plugins.module_utils._postgres import (
     server_version_num,
 )
 
-MIB = 1024 * 1024
 # Ratio of backup size to table data size assumed before a database has a verified backup.
 FIRST_RATIO = dict(none=1.0)
 DEFAULT_FIRST_RATIO = 0.5
@@ -99,31 +98,12 @@ SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER B
 """
 
 
-def human(n):
-    if n is None:
-        return "?"
-    if n < 10 * MIB:
-        return "%.1f KiB" % (n / 1024.0)
-    return "%.1f MiB" % (n / float(MIB))
-
-
-def os_error_message(exc):
-    """'<path>: <cause>' for an OSError, without a traceback."""
-    if getattr(exc, "filename", None):
-        return "%s: %s" % (exc.filename, exc.strerror or exc)
-    return str(exc)
-
-
 def validate(params):
     if params.get("db") and params.get("all_databases"):
         raise BackupError("db and all_databases are mutually exclusive")
     if not params.get("db") and not params.get("all_databases"):
         raise BackupError("name a database with db, or set all_databases: true")
-    label = params.get("label")
-    if label is not None and not LABEL_RE.match(label):
-        raise BackupError(
-            "label %r is not allowed: use 1-64 letters, digits, '_' or '-', not starting with '-'" % label
-        )
+    check_label(params)
     for key in ("keep_last", "keep_days"):
         if params.get(key) is not None and params[key] < 0:
             raise BackupError("%s must be 0 or more, not %s" % (key, params[key]))
@@ -137,59 +117,10 @@ def validate(params):
         raise BackupError("jobs must be at least 1")
     if (params.get("jobs") or 1) > 1 and params.get("format") != "directory":
         raise BackupError("jobs > 1 needs format: directory (pg_dump dumps in parallel only into a directory)")
-    if (params.get("space_reserve_mb") or 0) < 0:
-        raise BackupError("space_reserve_mb must be 0 or more")
+    check_not_negative(params, "space_reserve_mb")
     if (params.get("compression_threads") or 0) < 0:
         raise BackupError("compression_threads must be 0 (one per CPU) or more")
-    if (params.get("lock_timeout") or 0) < 0:
-        raise BackupError("lock_timeout must be 0 or more")
-
-
-class DirLock:
-    """An exclusive flock on a database's backup directory for the whole run.
-
-    Held while stale temp files are removed, so a temp file found is never one that a
-    concurrent run is still writing. Check mode takes a shared lock on an existing lock
-    file only (it creates nothing) to report the same conflict a real run would.
-    """
-
-    def __init__(self, directory, check_mode, timeout=0):
-        self.directory = directory
-        self.check_mode = check_mode
-        self.timeout = timeout
-        self.fd = None
-
-    def __enter__(self):
-        path = os.path.join(self.directory, LOCK_NAME)
-        if self.check_mode:
-            if not os.path.exists(path):
-                return self
-            self.fd = os.open(path, os.O_RDONLY)
-            mode = fcntl.LOCK_SH | fcntl.LOCK_NB
-        else:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            mode = fcntl.LOCK_EX | fcntl.LOCK_NB
-        deadline = time.monotonic() + (self.timeout or 0)
-        while True:
-            try:
-                fcntl.flock(self.fd, mode)
-                return self
-            except (IOError, OSError) as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise
-                if time.monotonic() >= deadline:
-                    os.close(self.fd)
-                    self.fd = None
-                    raise BackupError(
-                        "another backup run holds the lock %s (waited %ss, see lock_timeout)"
-                        % (path, self.timeout or 0)
-                    ) from exc
-                time.sleep(0.2)
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+    check_not_negative(params, "lock_timeout")
 
 
 def parse_toc(text):
@@ -217,48 +148,28 @@ def missing_tables(expected, listed):
     return missing
 
 
-class Dumper:
+class Dumper(BackupJob):
+    """One backup per database (and one of the globals) in its own directory of backup_dir."""
+
+    PRODUCE = "dump"
+    SIZE_KEY = "data_size"
+    ESTIMATE_HOW = ("table data %s x ratio %.3f of the backup %s", "table data %s x %.2f, no earlier backup")
+
     def __init__(self, params, runner, check_mode, now=utc_now, sleep=time.sleep):
-        self.params = params
-        self.runner = runner
-        self.check_mode = check_mode
-        self.now = now
-        self.sleep = sleep
-        self.backup_dir = os.path.abspath(params["backup_dir"])
-        self.secrets = runner.secrets
-        self.result = dict(
-            changed=False,
-            check_mode=bool(check_mode),
-            backup_dir=self.backup_dir,
-            backups=[],
-            deleted=[],
-            kept=[],
-            corrupt=[],
-            stale_temp_files=[],
-            failed=[],
-            metrics_files=[],
-            commands=runner.commands,
-        )
+        super(Dumper, self).__init__(params, runner, check_mode, now=now, sleep=sleep, backups=[], failed=[])
 
     # -- entry point -----------------------------------------------------------------
     def run(self):
         validate(self.params)
-        if self.params.get("dump", True):
+        if self.producing:
             targets = self._prepare_dump()
-            if not os.path.isdir(self.backup_dir):
-                self.result["changed"] = True
-                if not self.check_mode:
-                    try:
-                        os.makedirs(self.backup_dir, 0o700)
-                    except OSError as exc:
-                        raise BackupError(
-                            "cannot create backup_dir %s: %s" % (self.backup_dir, exc.strerror), **self.result
-                        ) from exc
+            self._make_directory(self.backup_dir, "backup_dir %s" % self.backup_dir)
         else:
             targets = self._retention_targets()
         for kind, dbname in targets:
+            dirname = GLOBALS_DIR if kind == "globals" else db_dirname(dbname)
             try:
-                self._one(kind, dbname)
+                self._cycle(os.path.join(self.backup_dir, dirname), (kind, dbname))
             except BackupError as exc:
                 self.result["failed"].append(dict(database=dbname, kind=kind, msg=exc.msg))
             except (IOError, OSError) as exc:
@@ -346,37 +257,17 @@ class Dumper:
                 targets.append(("database", dbname_from_dirname(name)))
         return targets
 
-    # -- one database (or the globals) -----------------------------------------------
-    def _one(self, kind, dbname):
-        dirname = GLOBALS_DIR if kind == "globals" else db_dirname(dbname)
-        directory = os.path.join(self.backup_dir, dirname)
-        doing_dump = self.params.get("dump", True)
-        run_at = time.time()
-        ok = False
-        try:
-            info = None
-            if not doing_dump and not os.path.isdir(directory):
-                return
-            if doing_dump and kind == "database":
-                info = self._database_info(dbname)
-            if not self.check_mode and not os.path.isdir(directory):
-                try:
-                    os.makedirs(directory, 0o700)
-                except OSError as exc:
-                    raise BackupError("cannot create %s: %s" % (directory, exc.strerror)) from exc
-            with DirLock(directory, self.check_mode, self.params.get("lock_timeout") or 0):
-                self._remove_stale(directory)
-                new_entry_stem = None
-                trusted = {}
-                if doing_dump:
-                    backup = self._dump(kind, dbname, directory, info)
-                    new_entry_stem = backup["stem"]
-                    trusted[new_entry_stem] = True
-                self._retention(directory, new_entry_stem, trusted)
-            ok = True
-        finally:
-            if doing_dump and self.params.get("metrics_dir") and not self.check_mode:
-                self._write_metrics(directory, dirname, kind, dbname, ok=ok, run_at=run_at)
+    # -- one database (or the globals): the hooks of BackupJob._cycle ---------------------
+    def _inspect(self, target):
+        kind, dbname = target
+        return self._database_info(dbname) if kind == "database" else None
+
+    def _ensure_directory(self, directory):
+        self._make_directory(directory, directory, report=False)
+
+    def _produce(self, directory, target, context):
+        kind, dbname = target
+        return self._dump(kind, dbname, directory, context)["stem"]
 
     def _database_info(self, dbname):
         conn = self._connect(dbname)
@@ -416,75 +307,12 @@ class Dumper:
         finally:
             conn.close()
 
-    def _remove_stale(self, directory):
-        for name in stale_temp_names(directory):
-            path = os.path.join(directory, name)
-            if temp_in_use(path):  # a running restore's decompressed copy
-                continue
-            self.result["stale_temp_files"].append(path)
-            self.result["changed"] = True
-            if self.check_mode:
-                continue
-            try:
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                else:
-                    os.unlink(path)
-            except OSError as exc:
-                raise BackupError("cannot remove the stale temp file %s: %s" % (path, exc.strerror)) from exc
-        if self.result["stale_temp_files"] and not self.check_mode:
-            fsync_dir(directory)
-
-    # -- preflight -----------------------------------------------------------------
-    def _estimate(self, directory, info):
-        """(estimated backup bytes, how it was estimated).
-
-        The size of the tables' data (heap and TOAST: what pg_dump reads; indexes and the
-        catalogs are not dumped) times the ratio of backup size to data size of the last
-        verified backup; without one, a ratio of 0.5 (1 uncompressed). Plus SCHEMA_ALLOWANCE
-        for the schema and the archive's table of contents.
-        """
-        if info is None:  # globals: a few kilobytes
-            return SCHEMA_ALLOWANCE, "globals"
-        data = info["data_size"]
-        for entry in list_backups(directory):
-            m = entry.manifest
-            if entry.claimed_verified() and m.get("data_size") and m.get("size") is not None:
-                ratio = float(m["size"]) / float(m["data_size"])
-                how = "table data %s x ratio %.3f of the backup %s" % (human(data), ratio, entry.stem)
-                return int(data * ratio) + SCHEMA_ALLOWANCE, how
-        ratio = FIRST_RATIO.get(self.plan["method"], DEFAULT_FIRST_RATIO)
-        return int(data * ratio) + SCHEMA_ALLOWANCE, "table data %s x %.2f, no earlier backup" % (human(data), ratio)
-
-    def _preflight(self, kind, dbname, directory, info):
-        estimate, how = self._estimate(directory, info)
-        reserve = (self.params.get("space_reserve_mb") or 0) * MIB
-        free = free_bytes(directory)
-        what = "the globals" if kind == "globals" else "the backup of %s" % dbname
-        if free < estimate + reserve:
-            raise BackupError(
-                "not enough free space in %s for %s: about %s needed (%s, plus space_reserve_mb %d), %s free; "
-                "nothing was written" % (directory, what, human(estimate + reserve), how, reserve // MIB, human(free))
-            )
-        return dict(estimate_bytes=estimate, free_bytes=free)
-
     # -- the dump itself -------------------------------------------------------------
-    def _choose_stem(self, directory):
-        label = self.params.get("label")
-        for _attempt in range(3):
-            started = self.now()
-            stem = stem_for(started, label)
-            if not any(e.stem == stem for e in list_backups(directory)):
-                return started, stem
-            if self.check_mode:
-                return started, stem
-            # Names have one-second resolution; a run in the same second waits for the next.
-            self.sleep(1.05 - (started.microsecond / 1e6))
-        raise BackupError("a backup named %s already exists in %s" % (stem, directory))
-
     def _dump(self, kind, dbname, directory, info):
         fmt = "plain" if kind == "globals" else self.params.get("format") or "custom"
-        preflight = self._preflight(kind, dbname, directory, info)
+        estimate, how = self._estimate_dump(directory, info)
+        what = "the globals" if kind == "globals" else "the backup of %s" % dbname
+        preflight = self._preflight(directory, what, estimate, how)
         started, stem = self._choose_stem(directory)
         ext = ".sql" if kind == "globals" else self.plan["ext"]
         final = os.path.join(directory, stem + ext)
@@ -726,76 +554,45 @@ class Dumper:
         fsync_dir(os.path.dirname(final))
         return dict(size=size, sha256=digest, compression="none", compression_via=None, verify="script", tables=0)
 
+    def _estimate_dump(self, directory, info):
+        """(estimated backup bytes, how it was estimated).
+
+        The size of the tables' data (heap and TOAST: what pg_dump reads; indexes and the
+        catalogs are not dumped) times the ratio of backup size to data size of the last
+        verified backup; without one, a ratio of 0.5 (1 uncompressed). Plus SCHEMA_ALLOWANCE
+        for the schema and the archive's table of contents.
+        """
+        if info is None:  # globals: a few kilobytes
+            return SCHEMA_ALLOWANCE, "globals"
+        ratio = FIRST_RATIO.get(self.plan["method"], DEFAULT_FIRST_RATIO)
+        return self._estimate(directory, info["data_size"], ratio, SCHEMA_ALLOWANCE)
+
     # -- retention and metrics ---------------------------------------------------------
-    def _retention(self, directory, new_stem, trusted):
+    def _retention_rules(self):
         p = self.params
         if p.get("keep_last") is None and p.get("keep_days") is None:
-            return
-        entries = list_backups(directory)
-        if self.check_mode and new_stem and not any(e.stem == new_stem for e in entries):
-            entries = [_PlannedEntry(directory, new_stem)] + entries
-        checksums = p.get("retention_checksums", True)
-
-        def check(entry):
-            if entry.stem in trusted:
-                return True, None
-            return entry.check(checksum=checksums)
-
-        plan = plan_retention(
-            entries,
+            return None
+        return dict(
             keep_last=p.get("keep_last"),
             keep_days=p.get("keep_days"),
             keep_min_verified=p.get("keep_min_verified") or 1,
-            now=self.now(),
-            check=check,
         )
-        summary = plan.as_result()
-        self.result["kept"].extend(summary["kept"])
-        self.result["corrupt"].extend(summary["corrupt"])
-        for entry in plan.delete:
-            self.result["deleted"].append(entry.display_path)
-            self.result["changed"] = True
-            if not self.check_mode:
-                try:
-                    delete_entry(entry)
-                except OSError as exc:
-                    raise BackupError("retention could not delete %s: %s" % (entry.display_path, exc.strerror)) from exc
 
-    def _write_metrics(self, directory, dirname, kind, dbname, *, ok, run_at):
-        newest = None
-        for entry in list_backups(directory):
-            if entry.claimed_verified():
-                newest = entry.manifest
-                break
-        mdir = self.params["metrics_dir"]
-        try:
-            path = _metrics.write_backup_metrics(
-                mdir,
-                dirname,
-                database=dbname if kind == "database" else "",
-                kind=kind,
-                ok=ok,
-                run_at=round(run_at, 3),
-                newest=newest,
-            )
-        except (IOError, OSError) as exc:
-            self.result["failed"].append(
-                dict(database=dbname, kind=kind, msg="cannot write metrics to %s: %s" % (mdir, exc))
-            )
-            return
-        if path not in self.result["metrics_files"]:
-            self.result["metrics_files"].append(path)
+    def _metrics_file(self, mdir, directory, target, ok, run_at):
+        kind, dbname = target
+        return _metrics.write_backup_metrics(
+            mdir,
+            os.path.basename(directory),
+            database=dbname if kind == "database" else "",
+            kind=kind,
+            ok=ok,
+            run_at=run_at,
+            newest=next(self._verified_manifests(directory), None),
+        )
 
-
-class _PlannedEntry:
-    """The backup a check-mode run would write, for predicting retention."""
-
-    def __init__(self, directory, stem):
-        self.directory = directory
-        self.stem = stem
-        self.timestamp = parse_timestamp(stem[:16])
-        self.label = stem[17:] or None
-        self.display_path = os.path.join(directory, stem)
+    def _metrics_failed(self, target, msg):
+        kind, dbname = target
+        self.result["failed"].append(dict(database=dbname, kind=kind, msg=msg))
 
 
 def run(params, runner, check_mode=False, now=utc_now, sleep=time.sleep):

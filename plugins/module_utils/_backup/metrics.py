@@ -29,7 +29,8 @@ def previous_value(directory, filename, metric):
     return None
 
 
-def _num(value):
+def metric_value(value):
+    """A sample value in the text format: NaN for None, 1/0 for booleans, floats to 3 places."""
     if value is None:
         return "NaN"
     if isinstance(value, bool):
@@ -60,7 +61,7 @@ def write_backup_metrics(directory, dirname, *, database, kind, ok, run_at, newe
             newest.get("duration"),
         ),
     ]
-    rendered = [(name, help_text, kind_, [(labels, _num(value))]) for name, help_text, kind_, value in metrics]
+    rendered = [(name, help_text, kind_, [(labels, metric_value(value))]) for name, help_text, kind_, value in metrics]
     filename = metrics_filename("bosun_backup", dirname)
     write_textfile_metrics(directory, filename, rendered)
     return os.path.join(directory, filename)
@@ -94,6 +95,6 @@ def write_drill_metrics(directory, dirname, *, database, ok, run_at, restore_sec
             backup_age,
         ),
     ]
-    rendered = [(name, help_text, kind_, [(labels, _num(value))]) for name, help_text, kind_, value in metrics]
+    rendered = [(name, help_text, kind_, [(labels, metric_value(value))]) for name, help_text, kind_, value in metrics]
     write_textfile_metrics(directory, filename, rendered)
     return os.path.join(directory, filename)

@@ -33,7 +33,8 @@ import uuid
 
 from ansible_collections.bosun.platform.plugins.module_utils._backup import metrics as _metrics
 from ansible_collections.bosun.platform.plugins.module_utils._backup import tools
-from ansible_collections.bosun.platform.plugins.module_utils._backup.dump import USER_TABLES_SQL, os_error_message
+from ansible_collections.bosun.platform.plugins.module_utils._backup.dump import USER_TABLES_SQL
+from ansible_collections.bosun.platform.plugins.module_utils._backup.job import check_label
 from ansible_collections.bosun.platform.plugins.module_utils._backup.layout import (
     GLOBALS_DIR,
     BackupError,
@@ -48,6 +49,7 @@ from ansible_collections.bosun.platform.plugins.module_utils._backup.layout impo
     utc_now,
 )
 from ansible_collections.bosun.platform.plugins.module_utils._backup.pipeline import Stage, run_pipeline, tail
+from ansible_collections.bosun.platform.plugins.module_utils._io import os_error_message
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import (
     PostgresError,
     connect,
@@ -330,7 +332,19 @@ def property_counts(statements):
 
 
 def validate(params):
-    if (params.get("backup") or "latest") == "latest":
+    choice = params.get("backup") or "latest"
+    if params.get("label") is not None:
+        if choice != "latest":
+            raise BackupError(
+                "label and backup: %s are mutually exclusive: label picks the newest verified backup of db in "
+                "backup_dir that carries it, backup names one by its path" % choice
+            )
+        check_label(params)
+        if not params.get("backup_dir") or not params.get("db"):
+            raise BackupError(
+                "label needs backup_dir and db (the database whose newest verified backup with that label to restore)"
+            )
+    if choice == "latest":
         if not params.get("backup_dir") or not params.get("db"):
             raise BackupError("backup: latest needs backup_dir and db (the database whose newest backup to restore)")
     if params.get("drill") and params.get("target_db"):
@@ -347,22 +361,48 @@ def validate(params):
             ) from None
 
 
+def newest_with_label(entries, label):
+    """The newest of ``entries`` (newest first) whose manifest carries ``label`` and says the
+    backup was verified when written, or None. Its checksum is checked afterwards, like any
+    backup's: a corrupt one is refused, not passed over for an older one."""
+    for entry in entries:
+        if entry.claimed_verified() and entry.manifest.get("label") == label:
+            return entry
+    return None
+
+
 def resolve_backup(params):
-    """The BackupEntry to restore: ``latest`` of ``db`` in ``backup_dir``, or a path."""
+    """(the BackupEntry to restore, how it was chosen): by ``label`` or ``latest`` of ``db``
+    in ``backup_dir``, or by path."""
     choice = params.get("backup") or "latest"
+    label = params.get("label")
     if choice == "latest":
         directory = os.path.join(os.path.abspath(params["backup_dir"]), db_dirname(params["db"]))
         entries = list_backups(directory)
+        if label is not None:
+            entry = newest_with_label(entries, label)
+            if entry is None:
+                unverified = [e for e in entries if (e.manifest or {}).get("label") == label]
+                raise BackupError(
+                    "no verified backup of database %s with label %s in %s%s"
+                    % (
+                        params["db"],
+                        label,
+                        directory,
+                        " (%d with that label not verified or incomplete)" % len(unverified) if unverified else "",
+                    )
+                )
+            return entry, "label"
         if not entries:
             raise BackupError("no backup of database %s in %s" % (params["db"], directory))
-        return entries[0]
+        return entries[0], "latest"
     entry = entry_for_path(choice)
     if entry is None:
         raise BackupError(
             "%s is not a backup written by postgresql_dump "
             "(expected <UTC timestamp>[-<label>].<ext> with its .manifest.json beside it)" % choice
         )
-    return entry
+    return entry, "path"
 
 
 def check_backup(entry):
@@ -391,8 +431,8 @@ class Restorer:
         started = time.time()
         entry = None
         try:
-            entry = resolve_backup(self.params)
-            self.result["backup"] = entry.summary()
+            entry, selected_by = resolve_backup(self.params)
+            self.result["backup"] = dict(entry.summary(), selected_by=selected_by)
             manifest = check_backup(entry)
             self.result["backup"].update(
                 database=manifest.get("database"),
