@@ -630,7 +630,7 @@ def parallel(function, *argument_lists):
 
 # --- the deploy's flush ----------------------------------------------------------------------
 def test_deploy_flush_connects_like_cache_flush_to_a_tls_port_and_another_db(r, server, test_ca, tmp_path):
-    """deploy.yml's flush (tasks/deploy_cache_flush.yml) takes the whole connection of each
+    """deploy.yml's flush (the deploy role's tasks/cache_flush.yml) takes the whole connection of each
     cache host: TLS with a client certificate on the TLS-only port, and the database number.
     It used to pass only host, port, user and password, so a TLS-only Redis failed the flush."""
     db3 = server.client(db=3)
@@ -669,9 +669,10 @@ def test_deploy_flush_connects_like_cache_flush_to_a_tls_port_and_another_db(r, 
                     "tasks": [
                         {
                             "name": "Flush",
-                            "ansible.builtin.import_tasks": os.path.join(
-                                ROOT, "playbooks", "tasks", "deploy_cache_flush.yml"
-                            ),
+                            "ansible.builtin.include_role": {
+                                "name": "bosun.platform.deploy",
+                                "tasks_from": "cache_flush",
+                            },
                         }
                     ],
                 }

@@ -243,7 +243,7 @@ def test_deploy_refuses_an_unsafe_release_id_on_the_controller_first(tmp_path):
         check=False,
     )
     assert proc.returncode != 0, proc.stdout[-3000:]
-    assert "TASK [Refuse an unsafe release id]" in proc.stdout
+    assert "TASK [bosun.platform.deploy : Refuse a deploy without what it needs]" in proc.stdout
     assert 'release id "1.0\\nforged" must match' in proc.stdout
     assert "PLAY [Lock and prepare]" not in proc.stdout
     assert not log.exists()  # it used to get "release=1.0" and a forged line "forged result=..."

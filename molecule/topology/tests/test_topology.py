@@ -150,12 +150,26 @@ def test_03_broken_v3_fails_and_every_host_serves_v2_again(host):
     assert (record["release"], record["result"], record["host_release"]) == ("3.0.0", "failed, rolled back", "2.0.0")
 
 
-def test_04_rollback_to_v1(host):
-    rc, out = _playbook("rollback.yml", {"release": "1.0.0"})
+def _psql(sql):
+    return _docker_exec("db1", "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", "example", "-c", sql)
+
+
+def test_04_rollback_to_v1_with_the_pre_deploy_dump(host):
+    """rollback.yml -e restore_dump=true: the code goes back to 1.0.0, then the database is
+    replaced by the dump 2.0.0's deploy took (found by its label), after a safety dump; a
+    table written since is gone."""
+    _psql("CREATE TABLE written_after_the_deploy (id int)")
+    refused, out = _playbook("rollback.yml", {"release": "1.0.0", "restore_dump": True})
+    assert refused != 0 and "repeat its name with -e confirm_restore=example" in out
+    assert _psql("SELECT to_regclass('written_after_the_deploy') IS NOT NULL").strip() == "t"
+    rc, out = _playbook("rollback.yml", {"release": "1.0.0", "restore_dump": True, "confirm_restore": "example"})
     assert rc == 0, out[-3000:]
     assert {_app_release(name) for name in APPS} == {"1.0.0"}
     assert _served_release() == "1.0.0"
     assert _upstream_down(host) == []
+    assert _psql("SELECT to_regclass('written_after_the_deploy') IS NULL").strip() == "t"
+    dumps = _docker_exec("db1", "ls", "/var/backups/postgresql/example")
+    assert "pre-rollback-restore" in dumps
 
 
 def test_05_deploy_refused_while_the_lock_is_held(host):
