@@ -8,7 +8,8 @@ __metaclass__ = type
 
 class ModuleDocFragment:
     # The attributes every module states. A module extends this fragment and gives each
-    # attribute its own `support` (full, partial or none) and, where it helps, `details`.
+    # attribute its own `support` (full, partial or none); `details` says what `partial`
+    # leaves out, and what a check or diff run shows where that is not obvious.
     DOCUMENTATION = r"""
 attributes:
   check_mode:
@@ -18,4 +19,14 @@ attributes:
   platform:
     description: Target systems the module runs on.
     platforms: posix
+"""
+
+    # For a module in an action group of meta/runtime.yml (bosun.platform.attributes.action_group):
+    # the module gives `support: full` and the groups it is a member of in `membership`.
+    ACTION_GROUP = r"""
+attributes:
+  action_group:
+    description: >-
+      Takes the options it shares with the other members of its action groups from C(module_defaults)
+      for C(group/<group>), set once for a play, block or role.
 """

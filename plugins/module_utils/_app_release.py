@@ -356,7 +356,19 @@ def switch(host, layout, release):
         "previous": os.path.basename(old.rstrip("/")) if changed else previous_before,
         "changed": changed,
         "_current": release if changed else _link_id(layout.current),
+        "_current_before": os.path.basename(old.rstrip("/")),
         "_previous_after": os.path.basename(old.rstrip("/")) if changed and old else previous_before,
+    }
+
+
+def switch_diff(layout, switched):
+    """Ansible's diff of switch()'s result: the release ``current`` points to before and after."""
+    before = switched["_current_before"]
+    return {
+        "before": before + "\n" if before else "",
+        "after": switched["_current"] + "\n",
+        "before_header": layout.current if before else "%s (absent)" % layout.current,
+        "after_header": layout.current,
     }
 
 

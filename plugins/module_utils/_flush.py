@@ -546,6 +546,30 @@ def _result(scope, db, entries, scanned, info):
     )
 
 
+def diff(result):
+    """Ansible's diff of a flush: per pattern (prefix, or database for db and all), the keys
+    that match before (those deleted, or that would be in check mode) and after (none).
+
+    Counts only: the names of the keys are not listed.
+    """
+    before, after = [], []
+    for entry in result["results"]:
+        if entry["pattern"] is None:
+            what = "db %d" % entry["db"]
+        elif "prefix" in entry:
+            what = "db %d prefix %s" % (entry["db"], _quote(entry["prefix"]))
+        else:
+            what = "db %d pattern %s" % (entry["db"], _quote(entry["pattern"]))
+        before.append("%s: %s\n" % (what, _keys(entry["deleted"])))
+        after.append("%s: %s\n" % (what, _keys(0)))
+    header = "keys per %s" % SINGULAR.get(result.get("scope"), "database")
+    return dict(before="".join(before), after="".join(after), before_header=header, after_header=header)
+
+
+def _keys(count):
+    return "1 key" if count == 1 else "%d keys" % count
+
+
 def _nothing_deleted(the_plan, ctx, entries, info):
     """The result of a run that stopped before deleting: counts kept, ``deleted`` 0."""
     for entry in entries:

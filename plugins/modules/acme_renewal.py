@@ -251,42 +251,43 @@ backoff_active:
 import datetime
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.bosun.platform.plugins.module_utils import _acme
+from ansible_collections.bosun.platform.plugins.module_utils._module import ModuleFailure, run_module
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            action=dict(type="str", default="decide", choices=["decide", "failed", "succeeded"]),
-            certificate_path=dict(type="path", required=True),
-            names=dict(type="list", elements="str", required=True),
-            remaining_days=dict(type="int", default=30),
-            force=dict(type="bool", default=False),
-            state_path=dict(type="path", required=True),
-            backoff=dict(type="int", default=3600),
-            retry_now=dict(type="bool", default=False),
-            error=dict(type="str", default=""),
-            metrics_path=dict(type="path"),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        action=dict(type="str", default="decide", choices=["decide", "failed", "succeeded"]),
+        certificate_path=dict(type="path", required=True),
+        names=dict(type="list", elements="str", required=True),
+        remaining_days=dict(type="int", default=30),
+        force=dict(type="bool", default=False),
+        state_path=dict(type="path", required=True),
+        backoff=dict(type="int", default=3600),
+        retry_now=dict(type="bool", default=False),
+        error=dict(type="str", default=""),
+        metrics_path=dict(type="path"),
     )
+
+
+def work(module):
     p = module.params
     if not _acme.HAS_CRYPTOGRAPHY:
-        module.fail_json(
-            msg=missing_required_lib("cryptography (the python3-cryptography package)"),
+        raise ModuleFailure(
+            missing_required_lib("cryptography (the python3-cryptography package)"),
             exception=str(_acme.CRYPTOGRAPHY_IMPORT_ERROR),
         )
     names = [n for n in p["names"] if _acme.normalise_name(n)]
     if not names:
-        module.fail_json(msg="acme_renewal: names must hold at least one DNS name")
+        raise ModuleFailure("acme_renewal: names must hold at least one DNS name")
     for option in ("remaining_days", "backoff"):
         if p[option] < 0:
-            module.fail_json(msg="acme_renewal: %s must not be negative (got %d)" % (option, p[option]))
+            raise ModuleFailure("acme_renewal: %s must not be negative (got %d)" % (option, p[option]))
     metrics_path = p["metrics_path"]
     if metrics_path and not metrics_path.endswith(".prom"):
-        module.fail_json(
-            msg="acme_renewal: metrics_path %s must end in .prom (node_exporter's textfile collector)" % metrics_path
+        raise ModuleFailure(
+            "acme_renewal: metrics_path %s must end in .prom (node_exporter's textfile collector)" % metrics_path
         )
 
     now = datetime.datetime.now(_acme.UTC)
@@ -307,7 +308,7 @@ def main():
             if changed and not module.check_mode:
                 os.unlink(state_path)
     except OSError as exc:
-        module.fail_json(msg="acme_renewal: cannot update the back-off record %s: %s" % (state_path, exc))
+        raise ModuleFailure("acme_renewal: cannot update the back-off record %s: %s" % (state_path, exc)) from None
 
     info, cert_problem = _acme.read_certificate(p["certificate_path"])
     verdict = _acme.decide(
@@ -327,10 +328,16 @@ def main():
         try:
             _acme.write_metrics(metrics_path, verdict, names)
         except OSError as exc:
-            module.fail_json(msg="acme_renewal: cannot write the metrics file %s: %s" % (metrics_path, exc), **verdict)
+            raise ModuleFailure(
+                "acme_renewal: cannot write the metrics file %s: %s" % (metrics_path, exc), **verdict
+            ) from None
     if blocked and p["action"] == "decide":
-        module.fail_json(msg=blocked, changed=False, **verdict)
-    module.exit_json(changed=changed, **verdict)
+        raise ModuleFailure(blocked, changed=False, **verdict)
+    return dict(changed=changed, **verdict)
+
+
+def main():
+    run_module(argument_spec(), work)
 
 
 if __name__ == "__main__":

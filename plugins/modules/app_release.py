@@ -130,8 +130,12 @@ attributes:
         is reported as installed by V(installed) and as switched to by V(current) (in a check run its install
         has not happened).
   diff_mode:
-    support: none
-    details: No diff is produced; RV(installed), RV(switched) and RV(previous) say what changed.
+    support: partial
+    details:
+      - With V(current), the release the C(current) symlink points to before and after the switch (in check
+        mode, after the switch a real run would make).
+      - V(installed) and V(pruned) (also O(prune) with V(current)) produce no diff; RV(installed) and
+        RV(pruned) say what changed.
   platform:
     support: full
     platforms: posix
@@ -239,40 +243,67 @@ pruned:
   returned: state=pruned, or current with prune
   type: list
   elements: str
+diff:
+  description: The release C(current) points to before and after the switch (V(current)).
+  returned: state=current, when run with C(--diff)
+  type: dict
+  contains:
+    before:
+      description: The release id before, followed by a newline; empty when there was no C(current) symlink.
+      type: str
+      sample: "2024.05.3"
+    after:
+      description: The release id after (the one a real run switches to, in check mode), followed by a newline.
+      type: str
+      sample: "2024.06.1"
+    before_header:
+      description: The path of the C(current) symlink (with C( (absent)) when there was none).
+      type: str
+    after_header:
+      description: The path of the C(current) symlink.
+      type: str
 """
 
 import grp
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils import _app_release as ar
+from ansible_collections.bosun.platform.plugins.module_utils._module import ModuleFailure, run_module
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", default="installed", choices=["installed", "current", "pruned", "query"]),
-            root=dict(type="path", required=True),
-            release=dict(type="str", default=""),
-            group=dict(type="str", default="root"),
-            artifact=dict(type="path"),
-            strip_components=dict(type="int", default=0),
-            remove_artifact=dict(type="bool", default=False),
-            prepare_only=dict(type="bool", default=False),
-            shared_paths=dict(type="list", elements="str", default=[".env"]),
-            python_requirements=dict(type="str", default="requirements.txt"),
-            python_wheelhouse=dict(type="str", default="wheels"),
-            pip_extra_args=dict(type="list", elements="str", default=[]),
-            python=dict(type="path", default="/usr/bin/python3"),
-            build_command=dict(type="list", elements="str", default=[]),
-            record=dict(type="dict", default={}),
-            prune=dict(type="bool", default=False),
-            keep=dict(type="int", default=5),
-            unfinished_max_age=dict(type="int", default=3600),
-        ),
-        required_if=[("state", "installed", ["release"]), ("state", "current", ["release"])],
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        state=dict(type="str", default="installed", choices=["installed", "current", "pruned", "query"]),
+        root=dict(type="path", required=True),
+        release=dict(type="str", default=""),
+        group=dict(type="str", default="root"),
+        artifact=dict(type="path"),
+        strip_components=dict(type="int", default=0),
+        remove_artifact=dict(type="bool", default=False),
+        prepare_only=dict(type="bool", default=False),
+        shared_paths=dict(type="list", elements="str", default=[".env"]),
+        python_requirements=dict(type="str", default="requirements.txt"),
+        python_wheelhouse=dict(type="str", default="wheels"),
+        pip_extra_args=dict(type="list", elements="str", default=[]),
+        python=dict(type="path", default="/usr/bin/python3"),
+        build_command=dict(type="list", elements="str", default=[]),
+        record=dict(type="dict", default={}),
+        prune=dict(type="bool", default=False),
+        keep=dict(type="int", default=5),
+        unfinished_max_age=dict(type="int", default=3600),
     )
+
+
+def work(module):
     p = module.params
+    try:
+        return _work(module, p)
+    except (IOError, OSError) as exc:
+        raise ModuleFailure(
+            "app: %s of release %s under %s failed: %s" % (p["state"], p["release"] or "-", p["root"], exc)
+        ) from None
+
+
+def _work(module, p):
     layout = ar.Layout(p["root"])
 
     def run(argv, cwd):
@@ -281,48 +312,49 @@ def main():
         return module.run_command(argv, cwd=cwd, umask=0o022)
 
     host = ar.Host(module.check_mode, run)
+    if p["release"]:
+        ar.check_release_id(p["release"])
+    if p["state"] == "query":
+        return dict(changed=False, **ar.public_state(ar.query(layout)))
+    if p["state"] == "pruned":
+        state = ar.prune(host, layout, p["keep"], p["unfinished_max_age"], protect=[p["release"]])
+        return dict(changed=bool(state["pruned"]), **state)
+    if p["state"] == "current":
+        result = ar.switch(host, layout, p["release"])
+        public = dict((k, v) for k, v in result.items() if not k.startswith("_"))
+        public["switched"] = result["changed"]
+        if module._diff:
+            public["diff"] = ar.switch_diff(layout, result)
+        if p["prune"]:
+            state = ar.prune(
+                host,
+                layout,
+                p["keep"],
+                p["unfinished_max_age"],
+                protect=[p["release"]],
+                current=result["_current"],
+                previous=result["_previous_after"],
+            )
+            public.update((key, state[key]) for key in ("root", "current", "releases", "unfinished", "other", "pruned"))
+            public["previous_link"] = state["previous"]
+            public["changed"] = result["changed"] or bool(state["pruned"])
+        return public
     try:
-        if p["release"]:
-            ar.check_release_id(p["release"])
-        if p["state"] == "query":
-            module.exit_json(changed=False, **ar.public_state(ar.query(layout)))
-        if p["state"] == "pruned":
-            state = ar.prune(host, layout, p["keep"], p["unfinished_max_age"], protect=[p["release"]])
-            module.exit_json(changed=bool(state["pruned"]), **state)
-        if p["state"] == "current":
-            result = ar.switch(host, layout, p["release"])
-            public = dict((k, v) for k, v in result.items() if not k.startswith("_"))
-            public["switched"] = result["changed"]
-            if p["prune"]:
-                state = ar.prune(
-                    host,
-                    layout,
-                    p["keep"],
-                    p["unfinished_max_age"],
-                    protect=[p["release"]],
-                    current=result["_current"],
-                    previous=result["_previous_after"],
-                )
-                public.update(
-                    (key, state[key]) for key in ("root", "current", "releases", "unfinished", "other", "pruned")
-                )
-                public["previous_link"] = state["previous"]
-                public["changed"] = result["changed"] or bool(state["pruned"])
-            module.exit_json(**public)
-        try:
-            gid = grp.getgrnam(p["group"]).gr_gid
-        except KeyError:
-            if not module.check_mode:
-                module.fail_json(msg="app: release %s: the group %s does not exist" % (p["release"], p["group"]))
-            gid = 0
-        result = ar.install(host, layout, p["release"], p, gid)
-        module.exit_json(**result)
-    except ar.ReleaseError as exc:
-        module.fail_json(msg=str(exc))
-    except (IOError, OSError) as exc:
-        module.fail_json(
-            msg="app: %s of release %s under %s failed: %s" % (p["state"], p["release"] or "-", p["root"], exc)
-        )
+        gid = grp.getgrnam(p["group"]).gr_gid
+    except KeyError:
+        if not module.check_mode:
+            raise ModuleFailure("app: release %s: the group %s does not exist" % (p["release"], p["group"])) from None
+        gid = 0
+    return ar.install(host, layout, p["release"], p, gid)
+
+
+def main():
+    run_module(
+        argument_spec(),
+        work,
+        errors=(ar.ReleaseError,),
+        required_if=[("state", "installed", ["release"]), ("state", "current", ["release"])],
+    )
 
 
 if __name__ == "__main__":

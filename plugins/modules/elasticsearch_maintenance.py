@@ -38,6 +38,7 @@ author:
 extends_documentation_fragment:
   - bosun.platform.elasticsearch
   - bosun.platform.attributes
+  - bosun.platform.attributes.action_group
 options:
   action:
     description: What to do.
@@ -165,7 +166,6 @@ attributes:
     details: No diff is produced; the result lists the indices.
   action_group:
     support: full
-    description: Member of C(group/bosun.platform.elasticsearch).
     membership:
       - bosun.platform.elasticsearch
   platform:
@@ -437,22 +437,21 @@ explanation:
         explanation: "a copy of this shard is already allocated to this node [...]"
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils._elasticsearch_maintenance import (
     REQUIRED_IF,
     MaintenanceError,
     argument_spec,
     run,
 )
+from ansible_collections.bosun.platform.plugins.module_utils._module import run_module
+
+
+def work(module):
+    return run(module.params, check_mode=module.check_mode)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), required_if=REQUIRED_IF, supports_check_mode=True)
-    try:
-        result = run(module.params, check_mode=module.check_mode)
-    except MaintenanceError as exc:
-        module.fail_json(msg=exc.message, **exc.result)
-    module.exit_json(**result)
+    run_module(argument_spec(), work, errors=(MaintenanceError,), required_if=REQUIRED_IF)
 
 
 if __name__ == "__main__":

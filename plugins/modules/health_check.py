@@ -46,6 +46,7 @@ author:
   - bosun.platform maintainers (@bosun-platform)
 extends_documentation_fragment:
   - bosun.platform.attributes
+  - bosun.platform.attributes.action_group
 attributes:
   check_mode:
     support: full
@@ -57,9 +58,6 @@ attributes:
     details: Nothing is changed, so there is no diff.
   action_group:
     support: full
-    description: >-
-      Member of C(group/bosun.platform.postgres), C(group/bosun.platform.redis) and
-      C(group/bosun.platform.elasticsearch).
     membership:
       - bosun.platform.elasticsearch
       - bosun.platform.postgres
@@ -828,26 +826,28 @@ msg:
   sample: "20 checks: 19 ok, 1 warn"
 """
 
-from ansible_collections.bosun.platform.plugins.module_utils._checks import health, spec
+from ansible_collections.bosun.platform.plugins.module_utils._checks import health
 from ansible_collections.bosun.platform.plugins.module_utils._checks.module import SecretMaskingModule
+from ansible_collections.bosun.platform.plugins.module_utils._checks.spec import argument_spec
+from ansible_collections.bosun.platform.plugins.module_utils._module import ModuleFailure, run_module
+
+
+def work(module):
+    try:
+        report, warnings, failure = health.execute(module.params)
+    except health.PlanError as exc:
+        raise ModuleFailure(str(exc), changed=False) from None
+    report.update(changed=False, warnings=warnings)
+    if failure:
+        del report["msg"]
+        raise ModuleFailure(failure, **report)
+    return report
 
 
 def main():
     # URL credentials and sensitive header values are parts of options that are not no_log as
     # a whole: masked from the invocation record in syslog/the journal on, not only in results.
-    module = SecretMaskingModule(
-        argument_spec=spec.argument_spec(), supports_check_mode=True, secrets=health.secrets_in
-    )
-    try:
-        report, warnings, failure = health.execute(module.params)
-    except health.PlanError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    for warning in warnings:
-        module.warn(warning)
-    if failure:
-        report["msg"] = failure
-        module.fail_json(changed=False, **report)
-    module.exit_json(changed=False, **report)
+    run_module(argument_spec(), work, module_class=SecretMaskingModule, secrets=health.secrets_in)
 
 
 if __name__ == "__main__":

@@ -299,48 +299,46 @@ import errno
 import os
 import re
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils import _nginx_upstream as nu
+from ansible_collections.bosun.platform.plugins.module_utils._module import ModuleFailure, run_module
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", default="app"),
-            servers=dict(
-                type="list",
-                elements="dict",
-                options=dict(
-                    name=dict(type="str", required=True),
-                    address=dict(type="str", required=True),
-                    port=dict(type="int", required=True),
-                    weight=dict(type="int", default=1),
-                    max_fails=dict(type="int", default=3),
-                    fail_timeout=dict(type="str", default="10s"),
-                    backup=dict(type="bool", default=False),
-                ),
+def argument_spec():
+    return dict(
+        name=dict(type="str", default="app"),
+        servers=dict(
+            type="list",
+            elements="dict",
+            options=dict(
+                name=dict(type="str", required=True),
+                address=dict(type="str", required=True),
+                port=dict(type="int", required=True),
+                weight=dict(type="int", default=1),
+                max_fails=dict(type="int", default=3),
+                fail_timeout=dict(type="str", default="10s"),
+                backup=dict(type="bool", default=False),
             ),
-            down=dict(type="list", elements="str"),
-            hosts=dict(type="list", elements="str", default=[]),
-            state=dict(type="str", default="down", choices=["down", "up"]),
-            conf_dir=dict(type="path", default="/etc/nginx"),
-            main_conf=dict(type="str", default="nginx.conf"),
-            nginx_binary=dict(type="str", default="nginx"),
-            validator=dict(type="path", default=nu.VALIDATOR),
-            reload=dict(type="str", default="systemd", choices=["systemd", "signal", "none"]),
-            service=dict(type="str", default="nginx"),
-            wait=dict(type="bool", default=True),
-            drain_timeout=dict(type="int", default=60),
-            fail_on_timeout=dict(type="bool", default=True),
-            allow_all_down=dict(type="bool", default=False),
         ),
-        required_by={"down": ("servers",)},
-        add_file_common_args=True,
-        supports_check_mode=True,
+        down=dict(type="list", elements="str"),
+        hosts=dict(type="list", elements="str", default=[]),
+        state=dict(type="str", default="down", choices=["down", "up"]),
+        conf_dir=dict(type="path", default="/etc/nginx"),
+        main_conf=dict(type="str", default="nginx.conf"),
+        nginx_binary=dict(type="str", default="nginx"),
+        validator=dict(type="path", default=nu.VALIDATOR),
+        reload=dict(type="str", default="systemd", choices=["systemd", "signal", "none"]),
+        service=dict(type="str", default="nginx"),
+        wait=dict(type="bool", default=True),
+        drain_timeout=dict(type="int", default=60),
+        fail_on_timeout=dict(type="bool", default=True),
+        allow_all_down=dict(type="bool", default=False),
     )
+
+
+def work(module):
     p = module.params
     if not re.match(r"^[A-Za-z0-9_]+$", p["name"]):
-        module.fail_json(msg='nginx: upstream name "%s" may only have letters, digits and _' % p["name"])
+        raise ModuleFailure('nginx: upstream name "%s" may only have letters, digits and _' % p["name"])
     relpath = nu.relpath_for(p["name"])
     path = os.path.join(p["conf_dir"], relpath)
     result = dict(
@@ -450,18 +448,22 @@ def main():
                 delta=str(datetime.timedelta(seconds=waited)),
             )
     except nu.UpstreamError as exc:
-        module.fail_json(msg=str(exc), **result)
+        raise ModuleFailure(str(exc), **result) from None
     except (IOError, OSError) as exc:
-        module.fail_json(msg="nginx: upstream %s (%s): %s" % (p["name"], path, exc), **result)
+        raise ModuleFailure("nginx: upstream %s (%s): %s" % (p["name"], path, exc), **result) from None
     if not result["drained"] and p["fail_on_timeout"]:
         busy = ", ".join(name for name, count in sorted(result["remaining_connections"].items()) if count)
-        module.fail_json(
-            msg="nginx: after %s s this load balancer still holds established connections to %s (%s); they are "
+        raise ModuleFailure(
+            "nginx: after %s s this load balancer still holds established connections to %s (%s); they are "
             "marked down and get no new requests. Raise drain_timeout, or set fail_on_timeout: false to go on anyway."
             % (p["drain_timeout"], busy, result["remaining_connections"]),
             **result,
         )
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    run_module(argument_spec(), work, required_by={"down": ("servers",)}, add_file_common_args=True)
 
 
 if __name__ == "__main__":

@@ -160,8 +160,22 @@ broken:
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils import _lock
+from ansible_collections.bosun.platform.plugins.module_utils._module import ModuleFailure, run_module
+
+
+def argument_spec():
+    return dict(
+        path=dict(type="path", default="/var/lib/bosun/platform.lock"),
+        state=dict(type="str", default="acquired", choices=["acquired", "released", "query"]),
+        owner=dict(type="str", default="unknown"),
+        job=dict(type="str", default="unknown"),
+        token=dict(type="str", no_log=False),
+        timeout=dict(type="int", default=0),
+        stale_after=dict(type="int"),
+        wait=dict(type="int", default=0),
+        force=dict(type="bool", default=False),
+    )
 
 
 def _public(holder):
@@ -171,63 +185,57 @@ def _public(holder):
     return dict((k, v) for k, v in holder.items() if k != "token")
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", default="/var/lib/bosun/platform.lock"),
-            state=dict(type="str", default="acquired", choices=["acquired", "released", "query"]),
-            owner=dict(type="str", default="unknown"),
-            job=dict(type="str", default="unknown"),
-            token=dict(type="str", no_log=False),
-            timeout=dict(type="int", default=0),
-            stale_after=dict(type="int"),
-            wait=dict(type="int", default=0),
-            force=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
+def work(module):
     p = module.params
     if p["state"] == "released" and not p["token"] and not p["force"]:
-        module.fail_json(
-            msg="platform lock %s: releasing needs the token returned when it was acquired "
+        raise ModuleFailure(
+            "platform lock %s: releasing needs the token returned when it was acquired "
             "(or force=true to remove whatever lock is there)" % p["path"]
         )
     path = p["path"]
-    directory = os.path.dirname(path) or "."
     try:
-        if p["state"] == "query":
-            holder = _lock.read_lock(path)
-            if holder is None:
-                module.exit_json(changed=False, holder=None, stale=False)
-            verdict = _lock.assess(holder, time.time())
-            module.exit_json(changed=False, holder=_public(holder), stale=verdict["stale"], reason=verdict["reason"])
-        if p["state"] == "released":
-            result = _lock.release(path, p["token"], force=p["force"], check_mode=module.check_mode)
-            module.exit_json(changed=result["changed"], holder=_public(result["holder"]))
-        if not os.path.isdir(directory):
-            if not module.check_mode:
-                os.makedirs(directory, 0o755, exist_ok=True)  # another job may create it meanwhile
-        result = _lock.acquire(
-            path,
-            owner=p["owner"],
-            job=p["job"],
-            stale_after=_lock.lease(p["timeout"], p["stale_after"]),
-            token=p["token"],
-            force=p["force"],
-            wait=p["wait"],
-            check_mode=module.check_mode,
-            keeper=True,
-        )
+        return _work(module, p, path)
     except _lock.LockHeld as exc:
-        module.fail_json(msg=str(exc), holder=_public(exc.holder), reason=exc.reason)
+        raise ModuleFailure(str(exc), holder=_public(exc.holder), reason=exc.reason) from None
     except (_lock.LockError, OSError) as exc:
-        module.fail_json(msg="platform lock %s: %s" % (path, exc))
-    module.exit_json(
+        raise ModuleFailure("platform lock %s: %s" % (path, exc)) from None
+
+
+def _work(module, p, path):
+    if p["state"] == "query":
+        holder = _lock.read_lock(path)
+        if holder is None:
+            return dict(changed=False, holder=None, stale=False)
+        verdict = _lock.assess(holder, time.time())
+        return dict(changed=False, holder=_public(holder), stale=verdict["stale"], reason=verdict["reason"])
+    if p["state"] == "released":
+        result = _lock.release(path, p["token"], force=p["force"], check_mode=module.check_mode)
+        return dict(changed=result["changed"], holder=_public(result["holder"]))
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        if not module.check_mode:
+            os.makedirs(directory, 0o755, exist_ok=True)  # another job may create it meanwhile
+    result = _lock.acquire(
+        path,
+        owner=p["owner"],
+        job=p["job"],
+        stale_after=_lock.lease(p["timeout"], p["stale_after"]),
+        token=p["token"],
+        force=p["force"],
+        wait=p["wait"],
+        check_mode=module.check_mode,
+        keeper=True,
+    )
+    return dict(
         changed=result["changed"],
         token=result["token"],
         holder=_public(result["holder"]),
         broken=_public(result["broken"]),
     )
+
+
+def main():
+    run_module(argument_spec(), work)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ extends_documentation_fragment:
   - bosun.platform.postgres
   - bosun.platform.backup
   - bosun.platform.attributes
+  - bosun.platform.attributes.action_group
 options:
   db:
     description:
@@ -160,6 +161,10 @@ attributes:
   diff_mode:
     support: none
     details: No diff is produced.
+  action_group:
+    support: full
+    membership:
+      - bosun.platform.postgres
   platform:
     support: full
     platforms: posix
@@ -309,9 +314,9 @@ backup_dir:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils._backup import dump, tools
 from ansible_collections.bosun.platform.plugins.module_utils._backup.job import backup_argument_spec
+from ansible_collections.bosun.platform.plugins.module_utils._module import run_module
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import postgres_argument_spec
 
 
@@ -339,8 +344,7 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    tools.module_main(module, dump.run)
+    run_module(argument_spec(), tools.module_work(dump.run))
 
 
 if __name__ == "__main__":

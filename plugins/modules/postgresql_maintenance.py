@@ -28,6 +28,7 @@ author:
 extends_documentation_fragment:
   - bosun.platform.postgres
   - bosun.platform.attributes
+  - bosun.platform.attributes.action_group
 options:
   action:
     description: What to do.
@@ -147,6 +148,10 @@ attributes:
   diff_mode:
     support: none
     details: No diff is produced.
+  action_group:
+    support: full
+    membership:
+      - bosun.platform.postgres
   platform:
     support: full
     platforms: posix
@@ -388,25 +393,20 @@ notes:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils._maintenance.main import run
 from ansible_collections.bosun.platform.plugins.module_utils._maintenance.spec import (
     MaintenanceError,
     argument_spec,
 )
+from ansible_collections.bosun.platform.plugins.module_utils._module import run_module
+
+
+def work(module):
+    return run(module.params, check_mode=module.check_mode)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module.params, check_mode=module.check_mode)
-    except MaintenanceError as exc:
-        for warning in exc.result.pop("warnings", []):
-            module.warn(warning)
-        module.fail_json(msg=exc.message, **exc.result)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    run_module(argument_spec(), work, errors=(MaintenanceError,))
 
 
 if __name__ == "__main__":

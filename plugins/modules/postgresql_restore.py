@@ -46,6 +46,7 @@ author:
 extends_documentation_fragment:
   - bosun.platform.postgres
   - bosun.platform.attributes
+  - bosun.platform.attributes.action_group
 options:
   backup:
     description:
@@ -169,6 +170,10 @@ attributes:
   diff_mode:
     support: none
     details: No diff is produced.
+  action_group:
+    support: full
+    membership:
+      - bosun.platform.postgres
   platform:
     support: full
     platforms: posix
@@ -322,8 +327,8 @@ commands:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bosun.platform.plugins.module_utils._backup import restore, tools
+from ansible_collections.bosun.platform.plugins.module_utils._module import run_module
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import postgres_argument_spec
 
 
@@ -350,8 +355,7 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    tools.module_main(module, restore.run)
+    run_module(argument_spec(), tools.module_work(restore.run))
 
 
 if __name__ == "__main__":

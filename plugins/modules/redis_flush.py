@@ -35,6 +35,7 @@ author:
 extends_documentation_fragment:
   - bosun.platform.redis
   - bosun.platform.attributes
+  - bosun.platform.attributes.action_group
 options:
   patterns:
     description:
@@ -136,8 +137,15 @@ attributes:
       - One thing check mode cannot see is an ACL that lets the user C(SCAN) but not C(UNLINK) some
         of the matching keys; only the real run fails on it.
   diff_mode:
-    support: none
-    details: No diff is produced; RV(deleted) counts the keys.
+    support: partial
+    details:
+      - With C(--diff), for each pattern or prefix (each database for O(db) and O(all)) the number of
+        keys it deletes before, and none after; in check mode, the keys a real run would delete.
+      - Counts only; the names of the keys are not listed.
+  action_group:
+    support: full
+    membership:
+      - bosun.platform.redis
   platform:
     support: full
     platforms: posix
@@ -279,19 +287,42 @@ redis_version:
   returned: success
   type: str
   sample: 7.0.15
+diff:
+  description:
+    - Per pattern or prefix (per database for O(db) and O(all)), the keys deleted before (in check mode,
+      that would be) and none after, one line each.
+  returned: success, when run with C(--diff)
+  type: dict
+  contains:
+    before:
+      description: One line per entry of RV(results), with the keys it deletes.
+      type: str
+      sample: "db 0 pattern 'menu:*': 1000 keys"
+    after:
+      description: The same lines with no keys left.
+      type: str
+      sample: "db 0 pattern 'menu:*': 0 keys"
+    before_header:
+      description: C(keys per pattern), C(keys per prefix) or C(keys per database).
+      type: str
+    after_header:
+      description: The same as RV(diff.before_header).
+      type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.bosun.platform.plugins.module_utils._flush import FlushError, argument_spec, run
+from ansible_collections.bosun.platform.plugins.module_utils._flush import FlushError, argument_spec, diff, run
+from ansible_collections.bosun.platform.plugins.module_utils._module import run_module
+
+
+def work(module):
+    result = run(module.params, check_mode=module.check_mode)
+    if module._diff:
+        result["diff"] = diff(result)
+    return result
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module.params, check_mode=module.check_mode)
-    except FlushError as exc:
-        module.fail_json(msg=exc.message, **exc.result)
-    module.exit_json(**result)
+    run_module(argument_spec(), work, errors=(FlushError,))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import subprocess
 
 from ansible_collections.bosun.platform.plugins.module_utils._backup.layout import BackupError
 from ansible_collections.bosun.platform.plugins.module_utils._io import redact
+from ansible_collections.bosun.platform.plugins.module_utils._module import ModuleFailure
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import secrets_of
 
 COMPRESSIONS = ["auto", "zstd", "lz4", "gzip", "none"]
@@ -255,21 +256,20 @@ def integrity_argv(method, path, which=shutil.which):
     return [tool, "-t", "-q", path]
 
 
-def module_main(module, action):
-    """The main() of the backup modules: run ``action(params, runner, check_mode=...)``.
+def module_work(action):
+    """The work of the backup modules for _module.run_module: ``action(params, runner, check_mode=...)``.
 
     The environment is scrubbed of inherited PG* variables, every command goes through a
-    Runner that redacts the password, warnings are passed on, and a BackupError fails
-    the task with its (redacted) message and the partial result.
+    Runner that redacts the password, and a BackupError fails the task with its (redacted)
+    message, its warnings and the partial result.
     """
-    scrub_process_environ()
-    runner = Runner(secrets_of(module.params), module.run_command)
-    try:
-        result = action(module.params, runner, check_mode=module.check_mode)
-    except BackupError as exc:
-        for warning in exc.result.pop("warnings", []):
-            module.warn(warning)
-        module.fail_json(msg=runner.redact(exc.msg), **exc.result)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+
+    def work(module):
+        scrub_process_environ()
+        runner = Runner(secrets_of(module.params), module.run_command)
+        try:
+            return action(module.params, runner, check_mode=module.check_mode)
+        except BackupError as exc:
+            raise ModuleFailure(runner.redact(exc.msg), **exc.result) from None
+
+    return work
