@@ -23,8 +23,8 @@ from tests.support import wal_tool
 from tests.support.collection import ROOT, collections_path
 from tests.support.servers import PostgresServer, _chown_tree, _service_user
 
-# Installed as the postgresql role installs it (a copy every user can read, the same files
-# and wrapper), never run from the checkout: PostgreSQL runs it as its own user, and a
+# Installed as the postgresql role installs it (a copy every user can read, the same library
+# and command line), never run from the checkout: PostgreSQL runs it as its own user, and a
 # clone may live where only its owner can read.
 WAL_TOOL = wal_tool.command()
 PYTHON = wal_tool.PYTHON

@@ -1,5 +1,6 @@
-"""bosun-wal (module_utils/_backup/wal.py): names, push/fetch rules, exit codes, cleanup,
-choosing a base backup and reading the recovery log. Real files in tmp_path; no server."""
+"""bosun-wal (the library module_utils/_backup/wal.py, and the command line the postgresql role
+ships, files/bosun_wal_cli.py): names, push/fetch rules, exit codes, cleanup, choosing a base
+backup and reading the recovery log. Real files in tmp_path; no server."""
 
 import errno
 import hashlib
@@ -9,7 +10,11 @@ import os
 import pytest
 from ansible_collections.bosun.platform.plugins.module_utils._backup import wal
 
+from tests.support import wal_tool
+
 SEG = "000000010000000A000000FE"
+# bosun-wal's command line, calling this very library (monkeypatches on it apply).
+cli = wal_tool.load_cli(wal)
 
 
 def segment_bytes(fill=b"x"):
@@ -121,16 +126,16 @@ def test_disk_full_leaves_no_file_and_a_clean_retry_works(store, tmp_path, monke
 
 def test_main_exit_codes_stay_below_126(store, tmp_path, capsys):
     src = write(tmp_path, SEG, segment_bytes())
-    assert wal.main(["push", "--archive", store.root, src, SEG]) == 0
-    assert wal.main(["push", "--archive", store.root, write(tmp_path, "b", b"other"), SEG]) == 3
-    assert wal.main(["push", "--archive", str(tmp_path / "unmounted"), src, SEG]) == 6
-    assert wal.main(["fetch", "--archive", store.root, "00000005.history", str(tmp_path / "h")]) == 1
-    assert wal.main(["push", "--archive", store.root, src, "not-a-wal-name"]) == 2
-    assert wal.main(["push"]) == 2  # usage errors too: no SystemExit from argparse
+    assert cli.main(["push", "--archive", store.root, src, SEG]) == 0
+    assert cli.main(["push", "--archive", store.root, write(tmp_path, "b", b"other"), SEG]) == 3
+    assert cli.main(["push", "--archive", str(tmp_path / "unmounted"), src, SEG]) == 6
+    assert cli.main(["fetch", "--archive", store.root, "00000005.history", str(tmp_path / "h")]) == 1
+    assert cli.main(["push", "--archive", store.root, src, "not-a-wal-name"]) == 2
+    assert cli.main(["push"]) == 2  # usage errors too: no SystemExit from argparse
     out, err = capsys.readouterr()
     assert out == ""  # archive_command/restore_command print nothing on stdout
     assert "refusing to overwrite" in err and "does not exist" in err
-    assert wal.main(["list", "--archive", store.root]) == 0
+    assert cli.main(["list", "--archive", store.root]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [f["name"] for f in listed["files"]] == [SEG]
 

@@ -10,7 +10,11 @@ import subprocess
 import pytest
 from ansible_collections.bosun.platform.plugins.module_utils._backup import wal
 
+from tests.support import wal_tool
+
 SEG = "000000010000000A000000FE"
+# bosun-wal's command line, calling this very library (monkeypatches on it apply).
+cli = wal_tool.load_cli(wal)
 CODECS = ["none", "gzip", "lz4", "zstd"]
 
 
@@ -54,7 +58,7 @@ def scratch(tmp_path, name="scratch", created=True):
 
 
 def run_main(argv, capsys):
-    code = wal.main(argv)
+    code = cli.main(argv)
     out, err = capsys.readouterr()
     return code, (json.loads(out) if out.strip() else None), err
 
@@ -197,7 +201,7 @@ def _race(monkeypatch, store, tmp_path, theirs, point):
 def test_a_racing_writer_is_never_overwritten(store, tmp_path, monkeypatch, point, capsys):
     ours, theirs = b"o" * 16384, b"t" * 16384
     fired = _race(monkeypatch, store, tmp_path, theirs, point)
-    code = wal.main(["push", "--archive", store.root, "--compress", "gzip", write(tmp_path, SEG, ours), SEG])
+    code = cli.main(["push", "--archive", store.root, "--compress", "gzip", write(tmp_path, SEG, ours), SEG])
     err = capsys.readouterr().err
     assert fired and code == wal.EXIT_CONFLICT, err
     assert "refusing to overwrite" in err
@@ -214,7 +218,7 @@ def test_a_racing_writer_is_never_overwritten(store, tmp_path, monkeypatch, poin
 def test_a_racing_writer_with_the_same_content_is_success(store, tmp_path, monkeypatch, point, capsys):
     data = os.urandom(2048) * 8
     fired = _race(monkeypatch, store, tmp_path, data, point)
-    code = wal.main(["push", "--archive", store.root, "--compress", "gzip", write(tmp_path, SEG, data), SEG])
+    code = cli.main(["push", "--archive", store.root, "--compress", "gzip", write(tmp_path, SEG, data), SEG])
     err = capsys.readouterr().err
     assert fired and code == 0 and "identical" in err, err
     found = store.find(SEG)
@@ -262,7 +266,7 @@ def test_the_fatal_fetch_code_is_one_postgresql_aborts_recovery_on():
 def test_fetch_of_a_corrupt_file_exits_fatally(store, tmp_path, method, capsys):
     _damage(store, method, tmp_path)
     dest = tmp_path / "dest"
-    code = wal.main(["fetch", "--archive", store.root, SEG, str(dest)])
+    code = cli.main(["fetch", "--archive", store.root, SEG, str(dest)])
     out, err = capsys.readouterr()
     assert code == wal.EXIT_FETCH_FATAL and out == ""
     assert SEG in err and "corrupt" in err and "cannot restore" in err, err
@@ -274,7 +278,7 @@ def test_fetch_of_a_corrupt_file_exits_fatally(store, tmp_path, method, capsys):
 def test_fetch_of_a_file_that_does_not_decompress_exits_fatally(store, tmp_path, method, capsys):
     _damage(store, method, tmp_path, rehash=True)
     dest = tmp_path / "dest"
-    code = wal.main(["fetch", "--archive", store.root, SEG, str(dest)])
+    code = cli.main(["fetch", "--archive", store.root, SEG, str(dest)])
     err = capsys.readouterr().err
     assert code == wal.EXIT_FETCH_FATAL and SEG in err and "cannot restore" in err, err
     assert not dest.exists()
@@ -285,20 +289,20 @@ def test_fetch_without_its_decompressor_or_checksum_exits_fatally(store, tmp_pat
     need("lz4")
     wal.push(store, write(tmp_path, SEG, b"l" * 8192), method="lz4")
     monkeypatch.setattr(wal.shutil, "which", lambda name: None)
-    assert wal.main(["fetch", "--archive", store.root, SEG, str(tmp_path / "d")]) == wal.EXIT_FETCH_FATAL
+    assert cli.main(["fetch", "--archive", store.root, SEG, str(tmp_path / "d")]) == wal.EXIT_FETCH_FATAL
     assert "lz4" in capsys.readouterr().err
     monkeypatch.undo()
     os.unlink(os.path.join(store.root, store.find(SEG).key + wal.CHECKSUM_SUFFIX))
-    assert wal.main(["fetch", "--archive", store.root, SEG, str(tmp_path / "d")]) == wal.EXIT_FETCH_FATAL
+    assert cli.main(["fetch", "--archive", store.root, SEG, str(tmp_path / "d")]) == wal.EXIT_FETCH_FATAL
     assert not (tmp_path / "d").exists()
 
 
 def test_fetch_of_a_missing_file_stays_quiet_with_1_and_bad_usage_is_fatal(store, tmp_path, capsys):
-    assert wal.main(["fetch", "--archive", store.root, SEG, str(tmp_path / "d")]) == wal.EXIT_MISSING
-    assert wal.main(["fetch", "--archive", store.root, "00000002.history", str(tmp_path / "h")]) == 1
+    assert cli.main(["fetch", "--archive", store.root, SEG, str(tmp_path / "d")]) == wal.EXIT_MISSING
+    assert cli.main(["fetch", "--archive", store.root, "00000002.history", str(tmp_path / "h")]) == 1
     assert capsys.readouterr() == ("", "")
     # A restore_command that cannot work must not read as "end of the archive".
-    assert wal.main(["fetch", "--archive", store.root, SEG]) == wal.EXIT_FETCH_FATAL
-    assert wal.main(["fetch", "--archive", str(tmp_path / "unmounted"), SEG, "d"]) == wal.EXIT_FETCH_FATAL
+    assert cli.main(["fetch", "--archive", store.root, SEG]) == wal.EXIT_FETCH_FATAL
+    assert cli.main(["fetch", "--archive", str(tmp_path / "unmounted"), SEG, "d"]) == wal.EXIT_FETCH_FATAL
     # push keeps its codes below 126 (a higher one would stop PostgreSQL's archiver).
-    assert wal.main(["push", "--archive", store.root]) == wal.EXIT_USAGE
+    assert cli.main(["push", "--archive", store.root]) == wal.EXIT_USAGE

@@ -1,9 +1,14 @@
 # Copyright: bosun.platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""bosun-wal: the WAL archive of a PostgreSQL server, and point-in-time recovery from it.
+"""The WAL archive of a PostgreSQL server, and point-in-time recovery from it: the library of
+the bosun-wal command.
 
-Standard library only: the postgresql role copies this file to the db hosts and runs it
-as ``archive_command`` and ``restore_command``::
+Standard library only. The collection's modules import it (postgresql_basebackup: LSNs,
+segment names, the archive's store and cleanup); the postgresql role installs it on the db
+hosts beside its command line, roles/postgresql/files/bosun_wal_cli.py, which only parses
+the arguments and calls ``run`` with the function of each command (``archive_push``,
+``archive_fetch``, ``archive_list``, ``recover``, ``stop``). PostgreSQL runs that command as
+``archive_command`` and ``restore_command``::
 
     archive_command = 'bosun-wal push --archive /var/backups/postgresql/_pitr/wal %p %f'
     restore_command = 'bosun-wal fetch --archive /var/backups/postgresql/_pitr/wal %f %p'
@@ -42,7 +47,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import argparse
 import datetime
 import errno
 import glob
@@ -66,8 +70,8 @@ import time
 if __package__:
     from ansible_collections.bosun.platform.plugins.module_utils import _safe_tar
 else:
-    # The installed tool (the postgresql role's bosun_wal.py): the shared extraction code
-    # is installed beside it (roles/postgresql/vars/main.yml, __postgresql_wal_tool_files).
+    # Installed on a db host as bosun_wal.py beside the bosun-wal command line, and the shared
+    # extraction code beside it (roles/postgresql/vars/main.yml, __postgresql_wal_tool_files).
     _safe_tar = importlib.import_module("bosun_safe_tar")
 
 PROG = "bosun-wal"
@@ -84,6 +88,7 @@ EXIT_REFUSED = 8
 # above 125 as fatal (wait_result_is_any_signal) and aborts the recovery instead of ending it.
 EXIT_FETCH_FATAL = 200
 SCRATCH_MARKER = "bosun-wal-scratch.json"
+DEFAULT_RECOVERY_TIMEOUT = 4 * 3600
 
 COMPRESSIONS = ("none", "gzip", "zstd", "lz4")
 EXTENSIONS = {"none": "", "gzip": ".gz", "zstd": ".zst", "lz4": ".lz4"}
@@ -658,7 +663,7 @@ def recovery_report(text):
     if "timeline" in report:
         report["timeline"] = int(report["timeline"])
     report["segments_restored"] = len(set(re.findall(r'restored log file "([0-9A-F]{24})" from archive', text)))
-    # "cannot restore" is how main() reports every fetch failure (its exit status, above
+    # "cannot restore" is how run() reports every fetch failure (its exit status, above
     # 125, is what makes PostgreSQL abort; this only names the file for the report).
     report["fetch_errors"] = re.findall(
         r"%s: ([^\n]*(?:cannot restore|corrupt|damaged|cannot be trusted)[^\n]*)" % PROG, text
@@ -838,64 +843,88 @@ def _fetch_failed(report):
     )
 
 
-def recover(args):
+def recover(
+    archive,
+    data_dir,
+    port,
+    tool,
+    base_dir=None,
+    backup=None,
+    socket_dir=None,
+    config_file=None,
+    target_time=None,
+    target_lsn=None,
+    target_name=None,
+    target_exclusive=False,
+    bin_dir=None,
+    log_file=None,
+    timeout=DEFAULT_RECOVERY_TIMEOUT,
+    stop_after=False,
+    protect=(),
+):
+    """Restore a verified base backup into the new ``data_dir`` and replay the archive up to
+    the target (one of ``target_time``, ``target_lsn``, ``target_name``; none: the end of the
+    archive), then promote. Returns the result dict; raises WalError.
+
+    ``base_dir``: the newest fitting backup there, or ``backup``: that one. Without
+    ``config_file`` the cluster is a scratch cluster (socket only, marked for ``stop``);
+    with it, the replacement of a live cluster. ``tool`` is the argv of the bosun-wal command
+    the server runs as its restore_command (``fetch``).
+    """
+    if not base_dir and not backup:
+        raise WalError("give --base-dir (the newest fitting backup) or --backup", EXIT_USAGE)
     t0 = time.monotonic()
     started = datetime.datetime.now(datetime.timezone.utc)
-    targets = [x for x in (args.target_time, args.target_lsn, args.target_name) if x]
+    targets = [x for x in (target_time, target_lsn, target_name) if x]
     if len(targets) > 1:
         raise WalError("give one recovery target: --target-time, --target-lsn or --target-name", EXIT_USAGE)
     try:
-        target_time = _parse_time(args.target_time) if args.target_time else None
-        target_lsn = parse_lsn(args.target_lsn) if args.target_lsn else None
+        moment = _parse_time(target_time) if target_time else None
+        lsn = parse_lsn(target_lsn) if target_lsn else None
     except ValueError as exc:
         raise WalError("bad recovery target: %s" % exc, EXIT_USAGE) from exc
     # A scratch cluster must stay clear of every live data directory (named or found); a
     # replacement goes where the live one was, on purpose (checked against --protect only).
-    scratch = not args.config_file
-    refuse_live(args.data_dir, args.protect, detect=scratch)
-    store = DirectoryStore(args.archive)
+    scratch = not config_file
+    refuse_live(data_dir, protect, detect=scratch)
+    store = DirectoryStore(archive)
     if not os.path.isdir(store.root):
         raise WalError("the archive directory %s does not exist" % store.root, EXIT_RECOVERY)
-    if args.backup:
-        path = os.path.abspath(args.backup.rstrip("/"))
+    if backup:
+        path = os.path.abspath(backup.rstrip("/"))
         candidates = [m for m in list_base_backups(os.path.dirname(path)) if m["path"] == path]
         if not candidates:
             raise WalError("%s is not a verified base backup (no manifest saying so beside it)" % path, EXIT_RECOVERY)
-        backup = candidates[0]
+        chosen = candidates[0]
     else:
-        backup = choose_backup(list_base_backups(args.base_dir), target_time, target_lsn)
-    verify_backup_files(backup)
-    data_dir = os.path.abspath(args.data_dir)
+        chosen = choose_backup(list_base_backups(base_dir), moment, lsn)
+    verify_backup_files(chosen)
+    data_dir = os.path.abspath(data_dir)
     if os.path.exists(data_dir) and os.listdir(data_dir):
         raise WalError("the data directory %s exists and is not empty; recovery needs a new one" % data_dir, EXIT_USAGE)
-    major = str(backup.get("server_version_num", ""))[:-4] or None
-    bindir = _bin_dir(args.bin_dir, major)
+    major = str(chosen.get("server_version_num", ""))[:-4] or None
+    bindir = _bin_dir(bin_dir, major)
     created_dir = not os.path.exists(data_dir)
     os.makedirs(data_dir, 0o700, exist_ok=True)
     os.chmod(data_dir, 0o700)
-    socket_dir = os.path.abspath(args.socket_dir or data_dir.rstrip("/") + ".run")
-    log_path = args.log_file or data_dir.rstrip("/") + ".recover.log"
+    socket_dir = os.path.abspath(socket_dir or data_dir.rstrip("/") + ".run")
+    log_path = log_file or data_dir.rstrip("/") + ".recover.log"
     marker = None
     if scratch:  # before anything else is written, so that stop --remove can clean up any failure
         marker = mark_scratch(data_dir, created_dir, socket_dir=socket_dir, log_file=log_path, bin_dir=bindir)
-    for fname in sorted(backup.get("files") or {}):
+    for fname in sorted(chosen.get("files") or {}):
         if fname.startswith("base.tar"):
-            extract_tar(os.path.join(backup["path"], fname), data_dir)
-    for fname in sorted(backup.get("files") or {}):
+            extract_tar(os.path.join(chosen["path"], fname), data_dir)
+    for fname in sorted(chosen.get("files") or {}):
         if fname.startswith("pg_wal.tar"):
-            extract_tar(os.path.join(backup["path"], fname), os.path.join(data_dir, "pg_wal"))
+            extract_tar(os.path.join(chosen["path"], fname), os.path.join(data_dir, "pg_wal"))
     for leftover in ("postmaster.pid", "postmaster.opts", "standby.signal"):
         _unlink_quietly(os.path.join(data_dir, leftover))
     with open(os.path.join(data_dir, "recovery.signal"), "w") as f:
         f.write("")
     extracted = time.monotonic()
 
-    tool = os.path.abspath(__file__)
-    restore = "%s %s fetch --archive %s %%f %%p" % (
-        shlex.quote(sys.executable),
-        shlex.quote(tool),
-        shlex.quote(store.root),
-    )
+    restore = "%s fetch --archive %s %%f %%p" % (" ".join(shlex.quote(a) for a in tool), shlex.quote(store.root))
     settings = dict(
         restore_command=restore,
         recovery_target_action="promote",
@@ -903,19 +932,19 @@ def recover(args):
         hot_standby="off",
         logging_collector="off",
         lc_messages="C",
-        port=str(args.port),
+        port=str(port),
         unix_socket_directories=socket_dir,
     )
-    if target_time is not None:
-        settings["recovery_target_time"] = args.target_time
-    elif target_lsn is not None:
-        settings["recovery_target_lsn"] = format_lsn(target_lsn)
-    elif args.target_name:
-        settings["recovery_target_name"] = args.target_name
-    if args.target_exclusive:
+    if moment is not None:
+        settings["recovery_target_time"] = target_time
+    elif lsn is not None:
+        settings["recovery_target_lsn"] = format_lsn(lsn)
+    elif target_name:
+        settings["recovery_target_name"] = target_name
+    if target_exclusive:
         settings["recovery_target_inclusive"] = "off"
-    if args.config_file:
-        settings["config_file"] = os.path.abspath(args.config_file)
+    if config_file:
+        settings["config_file"] = os.path.abspath(config_file)
     else:
         # A scratch cluster: socket only, in a private directory, no archiving into the
         # production archive, no TLS files of the original host needed.
@@ -948,7 +977,7 @@ def recover(args):
     if marker is not None:  # the server stop may stop: this one, no other
         marker["pid"] = proc.pid
         _write_marker(os.path.realpath(data_dir), marker)
-    deadline = time.monotonic() + args.timeout
+    deadline = time.monotonic() + timeout
     promoted = False
     while True:
         text = _read(log_path)
@@ -972,11 +1001,11 @@ def recover(args):
         # off, so nothing connects before the promotion either.
         if not promoted and READY_RE.search(text):
             promoted = _controldata_state(bindir, data_dir) == "in production"
-        if promoted and _ready(bindir, socket_dir, args.port):
+        if promoted and _ready(bindir, socket_dir, port):
             break
         if time.monotonic() > deadline:
             _stop_pid(proc)
-            raise WalError("recovery did not end within %d s; the server was stopped" % args.timeout, EXIT_RECOVERY)
+            raise WalError("recovery did not end within %d s; the server was stopped" % timeout, EXIT_RECOVERY)
         time.sleep(0.2)
     finished = time.monotonic()
     text = _read(log_path)
@@ -987,19 +1016,19 @@ def recover(args):
     report["log_tail"] = _tail(text, 25).splitlines()
     result = dict(
         ok=True,
-        backup=backup["path"],
-        backup_finished=backup.get("finished"),
+        backup=chosen["path"],
+        backup_finished=chosen.get("finished"),
         data_dir=data_dir,
         socket_dir=socket_dir,
-        port=args.port,
+        port=port,
         pid=proc.pid,
         log_file=log_path,
         target=dict(
-            time=args.target_time,
-            lsn=args.target_lsn,
-            name=args.target_name,
+            time=target_time,
+            lsn=target_lsn,
+            name=target_name,
             end_of_archive=not targets,
-            inclusive=not args.target_exclusive,
+            inclusive=not target_exclusive,
         ),
         started=started.isoformat(),
         extract_seconds=round(extracted - t0, 3),
@@ -1009,7 +1038,7 @@ def recover(args):
     result.update(report)
     if marker is not None:
         result["scratch_id"] = marker["id"]
-    if args.stop_after:
+    if stop_after:
         _stop_cluster(bindir, data_dir)
         result["running"] = False
     else:
@@ -1038,15 +1067,15 @@ def _stop_cluster(bindir, data_dir):
         raise WalError("cannot stop the cluster in %s: %s" % (data_dir, proc.stdout.decode("utf-8", "replace").strip()))
 
 
-def stop(args):
+def stop(data_dir, bin_dir=None, remove=False, expect_id=None, protect=()):
     """Stop (and with --remove delete) a scratch cluster recover created, and nothing else:
     the directory must carry recover's marker, must not be, be inside or contain a live
     cluster's data directory, and a server running in it must be the one recover started."""
-    data_dir = os.path.abspath(args.data_dir)
+    data_dir = os.path.abspath(data_dir)
     real = os.path.realpath(data_dir)
     marker = read_scratch_marker(real)
     # First, even for a directory not there yet: a playbook's first call refuses a wrong path.
-    refuse_live(real, args.protect, own_pid=marker.get("pid") if marker else None)
+    refuse_live(real, protect, own_pid=marker.get("pid") if marker else None)
     if not os.path.lexists(data_dir):
         return dict(ok=True, data_dir=data_dir, removed=[], running=False)
     if marker is None:
@@ -1055,9 +1084,9 @@ def stop(args):
             "stop or remove it yourself if it really is a scratch cluster" % (data_dir, SCRATCH_MARKER),
             EXIT_REFUSED,
         )
-    if args.expect_id and marker["id"] != args.expect_id:
+    if expect_id and marker["id"] != expect_id:
         raise WalError(
-            "refusing %s: it is the scratch cluster %s, not %s" % (data_dir, marker["id"], args.expect_id),
+            "refusing %s: it is the scratch cluster %s, not %s" % (data_dir, marker["id"], expect_id),
             EXIT_REFUSED,
         )
     pid = _postmaster_pid(real)
@@ -1070,9 +1099,9 @@ def stop(args):
     # After a reboot the pid may belong to another process: only a process working in this
     # directory is its server (pg_ctl would signal whatever has that pid).
     if pid is not None and _process_cwd(pid) == real:
-        _stop_cluster(_bin_dir(args.bin_dir or marker.get("bin_dir"), None), real)
+        _stop_cluster(_bin_dir(bin_dir or marker.get("bin_dir"), None), real)
     removed = []
-    if args.remove:
+    if remove:
         for key, suffix in SCRATCH_SIBLINGS:  # only recover's own socket directory and log
             path = marker.get(key)
             if path and os.path.lexists(path) and os.path.realpath(path) == real.rstrip(os.sep) + suffix:
@@ -1088,73 +1117,31 @@ def stop(args):
     return dict(ok=True, data_dir=data_dir, removed=removed, running=False, scratch_id=marker["id"])
 
 
-# -- command line -------------------------------------------------------------------------
-class _UsageError(Exception):
-    pass
+# -- the commands of bosun-wal and their exit codes ------------------------------------------
+# roles/postgresql/files/bosun_wal_cli.py parses the command line; what each command does,
+# what it prints and which code it exits with are decided here.
+COMMANDS = ("push", "fetch", "list", "recover", "stop")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        raise _UsageError(message)
+def archive_push(archive, path, name=None, method="none", level=None):
+    """``push``, as archive_command: ``push`` into the archive directory, which must exist (an
+    archive volume that is not mounted is not filled in its mount point). Returns the message."""
+    store = DirectoryStore(archive)
+    if not os.path.isdir(store.root):
+        raise WalError("the archive directory %s does not exist (or is not mounted)" % store.root, EXIT_IO)
+    return push(store, path, name, method, level)
 
 
-def parser():
-    p = _Parser(prog=PROG, description="WAL archive and point-in-time recovery for PostgreSQL (bosun.platform)")
-    p.add_argument("--run-as", help="when started as root, drop to this user first (postgres)")
-    sub = p.add_subparsers(dest="command")
-    sub.required = True
-    ps = sub.add_parser("push", help="archive a WAL file (archive_command: push --archive DIR %%p %%f)")
-    ps.add_argument("--archive", required=True)
-    ps.add_argument("--compress", choices=COMPRESSIONS, default="none")
-    ps.add_argument("--level", type=int)
-    ps.add_argument("path")
-    ps.add_argument("name", nargs="?")
-    pf = sub.add_parser("fetch", help="restore a WAL file (restore_command: fetch --archive DIR %%f %%p)")
-    pf.add_argument("--archive", required=True)
-    pf.add_argument("name")
-    pf.add_argument("dest")
-    pl = sub.add_parser("list", help="archived WAL files as JSON")
-    pl.add_argument("--archive", required=True)
-    pr = sub.add_parser("recover", help="restore a base backup and replay the archive to a target (JSON result)")
-    pr.add_argument("--archive", required=True)
-    pr.add_argument("--base-dir", help="directory of the base backups (the newest fitting one is used)")
-    pr.add_argument("--backup", help="one base backup directory instead")
-    pr.add_argument("--data-dir", required=True)
-    pr.add_argument("--port", type=int, required=True)
-    pr.add_argument("--socket-dir")
-    pr.add_argument(
-        "--config-file", help="the production configuration (replacing a cluster); without it a scratch cluster"
-    )
-    pr.add_argument("--target-time")
-    pr.add_argument("--target-lsn")
-    pr.add_argument("--target-name")
-    pr.add_argument("--target-exclusive", action="store_true")
-    pr.add_argument("--bin-dir")
-    pr.add_argument("--log-file")
-    pr.add_argument("--timeout", type=int, default=4 * 3600)
-    pr.add_argument("--stop-after", action="store_true", help="stop the server once promoted")
-    pr.add_argument("--result-file")
-    pr.add_argument(
-        "--protect",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="a live data directory a scratch --data-dir may not be, be inside or contain (repeatable)",
-    )
-    pt = sub.add_parser("stop", help="stop a scratch cluster recover created (and --remove its files)")
-    pt.add_argument("--data-dir", required=True)
-    pt.add_argument("--bin-dir")
-    pt.add_argument("--remove", action="store_true")
-    pt.add_argument("--expect-id", help="refuse unless the cluster is the one recover reported with this scratch_id")
-    pt.add_argument(
-        "--protect",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="a live data directory that --data-dir may not be, be inside or contain (repeatable)",
-    )
-    return p
+def archive_fetch(archive, name, dest):
+    """``fetch``, as restore_command. Returns False when the archive does not hold ``name``."""
+    return fetch(DirectoryStore(archive), name, dest)
+
+
+def archive_list(archive):
+    """``list``: every archived file with its key, compression and size."""
+    store = DirectoryStore(archive)
+    files = [dict(name=s.name, key=s.key, compression=s.compression, size=store.size(s.key)) for s in store.names()]
+    return dict(ok=True, archive=store.root, files=files)
 
 
 def _drop_privileges(user):
@@ -1182,78 +1169,60 @@ def _write_result(path, result):
     os.rename(tmp, path)
 
 
-def _subcommand(argv):
-    for token in argv:
-        if token in ("push", "fetch", "list", "recover", "stop"):
-            return token
-    return None
+def usage_failed(command, message):
+    """The exit code of a command line that does not parse (``command``: the subcommand it
+    names, or None). A restore_command that cannot work is not "end of archive": fatal."""
+    if command == "fetch":
+        log("cannot restore: %s (exit %d: the recovery stops)" % (message, EXIT_FETCH_FATAL))
+        return EXIT_FETCH_FATAL
+    log(message)
+    return EXIT_USAGE
 
 
-def main(argv=None):
-    """Run one command; returns the exit code: 0-125, but EXIT_FETCH_FATAL for a failed fetch."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parser().parse_args(argv)
-    except _UsageError as exc:
-        if _subcommand(argv) == "fetch":  # a restore_command that cannot work: not "end of archive"
-            log("cannot restore: %s (exit %d: the recovery stops)" % (exc, EXIT_FETCH_FATAL))
-            return EXIT_FETCH_FATAL
-        log(str(exc))
-        return EXIT_USAGE
+def run(command, action, run_as=None, result_file=None, name=None):
+    """Run one command and return its exit code: 0-125, but EXIT_FETCH_FATAL for a failed fetch.
+
+    ``action`` makes the library call (``archive_push``, ``archive_fetch``, ``archive_list``,
+    ``recover`` or ``stop``); it runs after dropping to the user ``run_as`` when started as
+    root. push and fetch write only to stderr (``name``: the WAL file fetch restores, for its
+    message); the others print their result, or the failure, as JSON on stdout and, with
+    ``result_file``, into that file.
+    """
     result = None
     try:
-        _drop_privileges(args.run_as)
-        if args.command == "push":
-            store = DirectoryStore(args.archive)
-            if not os.path.isdir(store.root):
-                raise WalError("the archive directory %s does not exist (or is not mounted)" % store.root, EXIT_IO)
-            log(push(store, args.path, args.name, args.compress, args.level))
+        _drop_privileges(run_as)
+        outcome = action()
+        if command == "push":
+            log(outcome)
             return EXIT_OK
-        if args.command == "fetch":
-            if fetch(DirectoryStore(args.archive), args.name, args.dest):
-                return EXIT_OK
-            return EXIT_MISSING
-        if args.command == "list":
-            store = DirectoryStore(args.archive)
-            files = [
-                dict(name=s.name, key=s.key, compression=s.compression, size=store.size(s.key)) for s in store.names()
-            ]
-            result = dict(ok=True, archive=store.root, files=files)
-        elif args.command == "recover":
-            if not args.base_dir and not args.backup:
-                raise WalError("give --base-dir (the newest fitting backup) or --backup", EXIT_USAGE)
-            result = recover(args)
-        else:
-            result = stop(args)
+        if command == "fetch":
+            return EXIT_OK if outcome else EXIT_MISSING
+        result = outcome
     except WalError as exc:
         code, msg = exc.code, exc.msg
     except (IOError, OSError) as exc:
-        msg = "%s: %s" % (getattr(exc, "filename", None) or args.command, exc.strerror or exc)
+        msg = "%s: %s" % (getattr(exc, "filename", None) or command, exc.strerror or exc)
         code = EXIT_NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else EXIT_IO
     except Exception as exc:  # noqa: BLE001 - an archive_command must never die by a traceback's exit code
         code, msg = EXIT_IO, "unexpected %s: %s" % (type(exc).__name__, exc)
-        if args.command != "fetch":
+        if command != "fetch":
             log(msg)
             return EXIT_IO
     else:
         code, msg = EXIT_OK, None
-    if args.command == "fetch" and code not in (EXIT_OK, EXIT_MISSING):
+    if command == "fetch" and code not in (EXIT_OK, EXIT_MISSING):
         # restore_command: only "not in the archive" (1) may end a recovery. Any other failure
         # (a corrupt or undecompressable file, no decompressor, no archive) exits above 125,
         # which PostgreSQL treats as fatal: the recovery aborts instead of promoting here.
-        log("cannot restore %s: %s (exit %d: the recovery stops)" % (args.name, msg, EXIT_FETCH_FATAL))
+        log("cannot restore %s: %s (exit %d: the recovery stops)" % (name, msg, EXIT_FETCH_FATAL))
         return EXIT_FETCH_FATAL
     if msg is not None:
         log(msg)
-        result = dict(ok=False, msg=msg, command=args.command)
-    if args.command in ("push", "fetch"):
+        result = dict(ok=False, msg=msg, command=command)
+    if command in ("push", "fetch"):
         return code  # archive_command and restore_command: stderr only
     if result is not None:
-        if getattr(args, "result_file", None):
-            _write_result(args.result_file, result)
+        if result_file:
+            _write_result(result_file, result)
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
