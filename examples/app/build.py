@@ -30,7 +30,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE.parent.parent / "build" / "example-app"
 MTIME = 1_700_000_000  # fixed time of every entry (2023-11-14), for a reproducible tarball
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+# The version is the release id bosun.platform.app installs: the same pattern as the
+# collection's one definition, RELEASE_ID_PATTERN in plugins/module_utils/_app_release.py
+# (this script runs without the collection, so it keeps a copy; a unit test checks that the
+# two are equal). The whole version must match: no trailing newline.
+RELEASE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
+VERSION_RE = re.compile(RELEASE_ID_PATTERN)
 
 
 def _add(tar, path, arcname):
@@ -85,8 +90,11 @@ def _fetch_wheels(dest, python, wheels_from):
 
 
 def build(version, out, broken=False, python=sys.executable, wheels_from=None):
-    if not VERSION_RE.match(version):
-        raise SystemExit("build.py: version %r: use letters, digits, '.', '_', '+' or '-'" % version)
+    if not VERSION_RE.fullmatch(version):
+        raise SystemExit(
+            "build.py: version %r: use 1 to 128 letters, digits, '.', '_', '+' or '-', the first a letter or digit"
+            % version
+        )
     out.mkdir(parents=True, exist_ok=True)
     name = "bosun-example-app-%s%s.tar.gz" % (version, "-broken" if broken else "")
     target = out / name

@@ -28,10 +28,14 @@ options:
     description: Free space, in MiB, that must remain on the backup filesystem after the estimated backup.
     type: int
     default: 64
-  lock_timeout:
+  dir_lock_timeout:
     description:
       - Seconds to wait when another run holds the lock of the backup directory (a database's
         directory, for M(bosun.platform.postgresql_dump)); V(0) fails at once.
+      - The alias C(lock_timeout) is deprecated and will be removed in version 2.0.0 of the
+        collection. In the same action group it would mean two things, as
+        O(bosun.platform.postgresql_maintenance#module:lock_timeout) is PostgreSQL's C(lock_timeout).
     type: int
     default: 0
+    aliases: [lock_timeout]
 """

@@ -17,7 +17,7 @@ Cleanup rules, in this order for each index a pattern matches:
   ``name_date``), and an index not older than ``older_than_days`` is kept.
 
 Then two guards fail the task before anything is changed: a pattern whose every match would
-be deleted (unless ``force``), and more than ``max_delete`` indices to delete.
+be deleted (unless ``allow_delete_all``), and more than ``max_delete`` indices to delete.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from urllib import parse as urlparse
 
 from ansible_collections.bosun.platform.plugins.module_utils import _elasticsearch as _es
+from ansible_collections.bosun.platform.plugins.module_utils._module import deprecated_alias
 
 ACTIONS = ("cleanup", "forcemerge", "shard_report")
 SNAPSHOT_PREFIX = "bosun-cleanup-"
@@ -51,7 +52,7 @@ MAINTENANCE_OPTIONS = dict(
     older_than_days=dict(type="int"),
     age_from=dict(type="str", default="creation_date", choices=["creation_date", "name"]),
     name_date_format=dict(type="str", default="%Y.%m.%d"),
-    force=dict(type="bool", default=False),
+    allow_delete_all=dict(type="bool", default=False, **deprecated_alias("force")),
     max_delete=dict(type="int", default=50),
     snapshot_repository=dict(type="str"),
     snapshot_keep_last=dict(type="int"),
@@ -363,13 +364,14 @@ def plan_cleanup(records, params, now):
         patterns=[dict(pattern=p, matched=len(by_pattern[p])) for p in patterns],
     )
     doomed = set(delete)
-    if not params.get("force"):
+    if not params.get("allow_delete_all"):
         for pattern in patterns:
             names = by_pattern[pattern]
             if names and set(names) <= doomed:
                 raise MaintenanceError(
                     "pattern %r matches %d %s and every one would be deleted (%s): nothing deleted; "
-                    "give force: true to allow it" % (pattern, len(names), _indices(len(names)), _list(names)),
+                    "give allow_delete_all: true to allow it"
+                    % (pattern, len(names), _indices(len(names)), _list(names)),
                     dict(plan=plan),
                 )
     if len(delete) > params["max_delete"]:

@@ -21,6 +21,7 @@ import re
 import time
 
 from ansible_collections.bosun.platform.plugins.module_utils._io import redact
+from ansible_collections.bosun.platform.plugins.module_utils._module import deprecated_alias
 from ansible_collections.bosun.platform.plugins.module_utils._redis import (
     REDIS_COMMON_ARGS,
     RedisError,
@@ -44,7 +45,7 @@ FLUSH_ARGS = dict(
     prefixes=dict(type="list", elements="str"),
     db=dict(type="bool"),
     all=dict(type="bool"),
-    force=dict(type="bool", default=False),
+    allow_delete_all=dict(type="bool", default=False, **deprecated_alias("force")),
     max_keys=dict(type="int", no_log=False),
     scan_count=dict(type="int", default=1000),
     key_type=dict(type="str", choices=KEY_TYPES),
@@ -282,8 +283,8 @@ def uncovered_patterns(patterns, allowed):
 def plan(params):
     """Validate the options and return the plan: ``{"scope": ..., "targets": [...]}``.
 
-    Raises FlushError for a missing or ambiguous scope, bad numbers and unforced
-    match-everything patterns; nothing has been sent to a server yet.
+    Raises FlushError for a missing or ambiguous scope, bad numbers and, without
+    ``allow_delete_all``, match-everything patterns; nothing has been sent to a server yet.
     """
     where = describe(params)
     given = [name for name in ("patterns", "prefixes") if params.get(name) is not None]
@@ -318,7 +319,7 @@ def plan(params):
         value = str(raw)
         pattern = prefix_pattern(value) if scope == "prefixes" else fill_pattern(value, fills)
         if literal_prefix(pattern) == "":
-            if not params.get("force"):
+            if not params.get("allow_delete_all"):
                 shown = _quote(value) if pattern == value else "%s (%s)" % (_quote(value), _quote(pattern))
                 if matches_everything(pattern):
                     why = "matches every key of Redis at %s" % where
@@ -327,7 +328,9 @@ def plan(params):
                         "has no literal prefix, so it can match any key of Redis at %s "
                         "(and SCAN reads them all)" % where
                     )
-                raise FlushError("%s %s %s; set force: true to delete them all" % (SINGULAR[scope], shown, why))
+                raise FlushError(
+                    "%s %s %s; set allow_delete_all: true to delete them all" % (SINGULAR[scope], shown, why)
+                )
             if matches_everything(pattern):
                 pattern = "*"
         if pattern in seen:
@@ -658,9 +661,9 @@ def flush_databases(conn, ctx, the_plan, params, *, check_mode, info, clock=time
     ]
     db = ctx.db if scope == "db" else None
     what = "database %d" % ctx.db if scope == "db" else "every database"
-    if total and not params.get("force"):
+    if total and not params.get("allow_delete_all"):
         raise FlushError(
-            "%s holds %d keys in %s; set force: true to flush %s" % (ctx.server(), total, what, what),
+            "%s holds %d keys in %s; set allow_delete_all: true to flush %s" % (ctx.server(), total, what, what),
             _result(scope, db, entries, 0, info),
         )
     max_keys = params.get("max_keys")

@@ -11,7 +11,7 @@ A live job's lock is never broken:
 - ``stale_after`` is the holder's, recorded in the lock when it was taken, never the
   breaker's. A job run by the maintenance wrapper or AWX is stopped at its timeout, so its
   lock says ``timeout + STALE_MARGIN``; a job with no enforced timeout (a deploy run by
-  hand) says 0: its lock is never taken to be abandoned, only ``force`` breaks it.
+  hand) says 0: its lock is never taken to be abandoned, only ``break_lock`` breaks it.
 - A job with a time limit leaves a keeper on the lock host: a small detached process that
   lives while the lock file holds the job's token, at most ``stale_after`` seconds (timed
   with the monotonic clock). The lock records the keeper's pid, process start time, boot
@@ -63,7 +63,7 @@ class LockHeld(Exception):
         age = int(now - float(holder.get("started_ts", now)))
         super(LockHeld, self).__init__(
             "the platform lock %s is held by %s running %s since %s (%s ago)%s; wait for that job to "
-            "finish, or break the lock with force=true if it is dead"
+            "finish, or break the lock with break_lock=true if it is dead"
             % (
                 path,
                 holder.get("owner", "?"),
@@ -204,7 +204,7 @@ def assess(holder, now):
     if keeper == "alive":
         out["reason"] = "its keeper process %s on %s is running" % (holder["keeper"]["pid"], holder["keeper"]["host"])
     elif not stale_after:
-        out["reason"] = "it set no time limit (stale_after 0), so only force=true breaks it"
+        out["reason"] = "it set no time limit (stale_after 0), so only break_lock=true breaks it"
     elif now < expires:
         out["reason"] = "it counts as abandoned only after its time limit, at %s" % _iso(expires)
     else:
@@ -388,7 +388,7 @@ def acquire(
     job,
     stale_after=0,
     token=None,
-    force=False,
+    break_lock=False,
     wait=0,
     check_mode=False,
     now=time.time,
@@ -414,7 +414,7 @@ def acquire(
             judged = None
             if holder is not None:
                 verdict = assess(holder, t)
-                if not (force or verdict["stale"]):
+                if not (break_lock or verdict["stale"]):
                     if t < deadline:
                         time.sleep(min(1.0, max(0.05, deadline - t)))
                         continue
@@ -447,19 +447,19 @@ def acquire(
             kept.cancel()
 
 
-def release(path, token, force=False, check_mode=False):
+def release(path, token, break_lock=False, check_mode=False):
     """Release the lock held with ``token``. Returns a dict: changed, holder.
 
     Releasing a lock that is not there is a no-op. Releasing somebody else's lock fails
-    unless ``force``.
+    unless ``break_lock``.
     """
     holder = read_lock(path)
     if holder is None:
         return dict(changed=False, holder=None)
-    if not force and holder.get("token") != token:
+    if not break_lock and holder.get("token") != token:
         raise LockError(
             "the platform lock %s is held by %s running %s since %s, not by this job (token mismatch); "
-            "not released. Use force=true to remove it anyway."
+            "not released. Use break_lock=true to remove it anyway."
             % (path, holder.get("owner", "?"), holder.get("job", "?"), holder.get("started", "?"))
         )
     if check_mode:
@@ -468,7 +468,7 @@ def release(path, token, force=False, check_mode=False):
         current = read_lock(path)
         if current is None:
             return dict(changed=False, holder=None)
-        if not force and current.get("token") != token:
+        if not break_lock and current.get("token") != token:
             raise LockError(
                 "the platform lock %s changed hands while it was being released (now held by %s); "
                 "not released" % (path, current.get("owner", "?"))

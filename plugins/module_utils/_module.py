@@ -19,6 +19,41 @@ __metaclass__ = type
 
 from ansible.module_utils.basic import AnsibleModule
 
+# A renamed option keeps its former name as a deprecated alias until this release of the
+# collection; each name means one thing across the collection (tests/unit/test_option_names.py).
+REMOVED_IN = "2.0.0"
+COLLECTION_NAME = "bosun.platform"
+
+
+def deprecated_alias(former):
+    """The ``aliases`` and ``deprecated_aliases`` of an option renamed from ``former``.
+
+    ``dir_lock_timeout=dict(type="int", **deprecated_alias("lock_timeout"))``: the former name
+    still works, and Ansible warns that it is deprecated and goes in REMOVED_IN.
+    """
+    return dict(
+        aliases=[former],
+        deprecated_aliases=[dict(name=former, version=REMOVED_IN, collection_name=COLLECTION_NAME)],
+    )
+
+
+def replace_deprecated_values(module, deprecated_values):
+    """Replace a former spelling of an option's value by its current one, with a deprecation.
+
+    ``deprecated_values`` maps an option to ``{former value: value}`` (for an option whose type
+    changed: ``{"verify": {"true": "full", "false": "none"}}``). The module's params are
+    updated in place, so the work sees only current values.
+    """
+    for option, mapping in deprecated_values.items():
+        value = module.params.get(option)
+        if value in mapping:
+            module.params[option] = mapping[value]
+            module.deprecate(
+                "%s=%s is deprecated: write %s=%s (the same behaviour)" % (option, value, option, mapping[value]),
+                version="2.0.0",  # REMOVED_IN, literal for the sanity test of deprecate() calls
+                collection_name="bosun.platform",
+            )
+
 
 class ModuleFailure(Exception):
     """Fail the task with ``msg``; ``result`` holds the other fields of the failed result."""

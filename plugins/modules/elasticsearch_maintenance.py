@@ -21,7 +21,7 @@ description:
     a data stream, or a system index. Those are returned in RV(kept) with the reason, as are
     the indices not old enough.
   - Two guards fail the task before anything is deleted or snapshotted - a pattern whose every
-    matching index would be deleted (unless O(force=true)), and more than O(max_delete)
+    matching index would be deleted (unless O(allow_delete_all=true)), and more than O(max_delete)
     indices to delete.
   - O(action=forcemerge) merges the indices that match O(patterns), are read-only
     (C(index.blocks.write=true)) and, when O(older_than_days) is given, old enough, down to
@@ -78,11 +78,14 @@ options:
         Beats' daily naming; V(%Y.%m) a monthly one; V(%G.%V) a weekly one.
     type: str
     default: "%Y.%m.%d"
-  force:
+  allow_delete_all:
     description:
       - Allow a cleanup that would delete every index a pattern matches.
+      - The same option as O(bosun.platform.redis_flush#module:allow_delete_all).
+      - The alias C(force) is deprecated and will be removed in version 2.0.0 of the collection.
     type: bool
     default: false
+    aliases: [force]
   max_delete:
     description:
       - Fail, deleting and snapshotting nothing, when more indices than this would be deleted.

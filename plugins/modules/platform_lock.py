@@ -22,8 +22,8 @@ description:
     O(stale_after) seconds, by the monotonic clock). Another job breaks the lock only when that
     time limit has passed and the keeper (same pid, process start time, boot id and pid
     namespace) is no longer running, and reports the previous holder in RV(broken). A job
-    without a time limit (O(timeout=0), the default) is never taken for dead; only O(force)
-    breaks its lock.
+    without a time limit (O(timeout=0), the default) is never taken for dead; only
+    O(break_lock) breaks its lock.
   - Every change of the lock file happens under C(flock) of C(<path>.guard), and a new lock is
     published with C(link()), so a lock is never overwritten and two jobs never both hold it.
   - Run it once per play on a single host (C(run_once) with C(delegate_to)), the same host
@@ -54,7 +54,7 @@ options:
     default: unknown
   token:
     description:
-      - The token returned by a previous acquire. Required with O(state=released) unless O(force=true).
+      - The token returned by a previous acquire. Required with O(state=released) unless O(break_lock=true).
       - With O(state=acquired), a token equal to the holder's makes the call a no-op.
     type: str
   timeout:
@@ -68,7 +68,7 @@ options:
     description:
       - This job's own time limit, recorded in the lock it takes. After it, and only when the
         lock's keeper process is gone, another job may break the lock. V(0) never lets another
-        job break it (only O(force) does).
+        job break it (only O(break_lock) does).
       - Default O(timeout) + 900 when O(timeout) is set, else V(0).
       - A lock written by an older version of this module, which records none, counts as
         stale after 7200 seconds.
@@ -77,10 +77,13 @@ options:
     description: Seconds to wait for a held lock to be released before failing.
     type: int
     default: 0
-  force:
-    description: Break a held lock (acquire) or remove a lock held by another job (release).
+  break_lock:
+    description:
+      - Break a held lock (acquire) or remove a lock held by another job (release).
+      - The alias C(force) is deprecated and will be removed in version 2.0.0 of the collection.
     type: bool
     default: false
+    aliases: [force]
 attributes:
   check_mode:
     support: full
@@ -96,7 +99,7 @@ notes:
     and why the lock still counts (its keeper is running, its time limit has not passed, or it set none).
   - The keeper ends within 2 seconds of the release. On a host without C(/proc) no keeper is
     started and the time limit alone counts.
-  - To end a dead job's lock by hand, run the next job with O(force=true); the keeper sees its
+  - To end a dead job's lock by hand, run the next job with O(break_lock=true); the keeper sees its
     token gone and exits.
 """
 
@@ -161,7 +164,7 @@ import os
 import time
 
 from ansible_collections.bosun.platform.plugins.module_utils import _lock
-from ansible_collections.bosun.platform.plugins.module_utils._module import ModuleFailure, run_module
+from ansible_collections.bosun.platform.plugins.module_utils._module import ModuleFailure, deprecated_alias, run_module
 
 
 def argument_spec():
@@ -174,7 +177,7 @@ def argument_spec():
         timeout=dict(type="int", default=0),
         stale_after=dict(type="int"),
         wait=dict(type="int", default=0),
-        force=dict(type="bool", default=False),
+        break_lock=dict(type="bool", default=False, **deprecated_alias("force")),
     )
 
 
@@ -187,10 +190,10 @@ def _public(holder):
 
 def work(module):
     p = module.params
-    if p["state"] == "released" and not p["token"] and not p["force"]:
+    if p["state"] == "released" and not p["token"] and not p["break_lock"]:
         raise ModuleFailure(
             "platform lock %s: releasing needs the token returned when it was acquired "
-            "(or force=true to remove whatever lock is there)" % p["path"]
+            "(or break_lock=true to remove whatever lock is there)" % p["path"]
         )
     path = p["path"]
     try:
@@ -209,7 +212,7 @@ def _work(module, p, path):
         verdict = _lock.assess(holder, time.time())
         return dict(changed=False, holder=_public(holder), stale=verdict["stale"], reason=verdict["reason"])
     if p["state"] == "released":
-        result = _lock.release(path, p["token"], force=p["force"], check_mode=module.check_mode)
+        result = _lock.release(path, p["token"], break_lock=p["break_lock"], check_mode=module.check_mode)
         return dict(changed=result["changed"], holder=_public(result["holder"]))
     directory = os.path.dirname(path) or "."
     if not os.path.isdir(directory):
@@ -221,7 +224,7 @@ def _work(module, p, path):
         job=p["job"],
         stale_after=_lock.lease(p["timeout"], p["stale_after"]),
         token=p["token"],
-        force=p["force"],
+        break_lock=p["break_lock"],
         wait=p["wait"],
         check_mode=module.check_mode,
         keeper=True,

@@ -18,7 +18,7 @@ description:
     and end LSN, the first WAL segment it needs, files with sizes and sha256, start, end,
     duration, verified).
   - The backup is written into a temporary directory beside its final name. With
-    O(verify=true) its tar files are extracted into a second temporary directory and
+    O(verify=full) (the default) its tar files are extracted into a second temporary directory and
     checked by C(pg_verifybackup) against the backup manifest (every file's checksum, and
     the WAL from start to end parsed); only then is it renamed to its final name. A failed
     or interrupted backup never leaves a directory that looks like a backup; temporary
@@ -78,10 +78,22 @@ options:
     choices: [fast, spread]
   verify:
     description:
-      - Extract the backup beside it and run C(pg_verifybackup) before it is published.
-        Needs free space for the uncompressed cluster for the time of the check.
-    type: bool
-    default: true
+      - How the new backup is checked before it is published, as
+        O(bosun.platform.postgresql_dump#module:verify) is for dumps; a value means the same in
+        both modules (V(full) reads every byte back).
+      - The values V(true) and V(false) are the spellings of this option when it was a boolean;
+        they are deprecated and will be removed in version 2.0.0 of the collection. Each run
+        that uses one warns and names the value to write instead.
+    type: str
+    default: full
+    choices:
+      full: >-
+        Extract the backup beside it and run C(pg_verifybackup) on the copy (every file's
+        checksum, and the WAL from start to end parsed). Needs free space for the uncompressed
+        cluster for the time of the check.
+      none: Publish the backup without that check; its manifest records C(verify) as V(none).
+      "true": Deprecated, the same as V(full).
+      "false": Deprecated, the same as V(none).
   keep_last:
     description:
       - Keep the newest N verified base backups (at least 1) and the archived WAL they
@@ -278,7 +290,7 @@ def argument_spec():
             compression_level=dict(type="int"),
             compression_location=dict(type="str", default="client", choices=basebackup.LOCATIONS),
             checkpoint=dict(type="str", default="fast", choices=["fast", "spread"]),
-            verify=dict(type="bool", default=True),
+            verify=dict(type="str", default="full", choices=basebackup.VERIFY_CHOICES + list(basebackup.VERIFY_FORMER)),
             keep_last=dict(type="int"),
             metrics_dir=dict(type="path"),
             bin_dir=dict(type="path"),
@@ -287,7 +299,7 @@ def argument_spec():
 
 
 def main():
-    run_module(argument_spec(), tools.module_work(basebackup.run))
+    run_module(argument_spec(), tools.module_work(basebackup.run, dict(verify=basebackup.VERIFY_FORMER)))
 
 
 if __name__ == "__main__":

@@ -93,13 +93,17 @@ options:
     default: 0
   verify:
     description:
-      - V(list) checks that C(pg_restore --list) reads the archive and shows every table of
-        the database. V(full) also reads every data block back (C(pg_restore -f /dev/null),
-        and the compressor's own checksum test for streamed backups), which takes about as
-        long as a restore without the database.
+      - How each new backup is checked before it is published. The same option as
+        O(bosun.platform.postgresql_basebackup#module:verify), where V(full) also reads every
+        byte back.
     type: str
     default: list
-    choices: [list, full]
+    choices:
+      list: C(pg_restore --list) reads the archive and shows every table of the database.
+      full: >-
+        Also reads every data block back (C(pg_restore -f /dev/null), and the compressor's own
+        checksum test for streamed backups), which takes about as long as a restore without the
+        database.
   dump:
     description: Set to V(false) to apply retention (and remove stale temp files) without dumping.
     type: bool

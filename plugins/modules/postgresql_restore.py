@@ -18,7 +18,7 @@ description:
   - The backup is restored into a new staging database first, with C(--exit-on-error) and
     C(--single-transaction) (one job) or C(--jobs). Only when that succeeded does it take
     the target's name. The target is a new database by default; replacing an existing one
-    needs O(force=true), and the old database is dropped only after the new one is in place.
+    needs O(replace_existing=true), and the old database is dropped only after the new one is in place.
     The renames happen in one transaction. A failed restore leaves an existing target as it was.
   - The database's own privileges (C(GRANT)/C(REVOKE) on the database, such as
     C(REVOKE CONNECT FROM PUBLIC)), its C(ALTER DATABASE ... SET) and
@@ -82,11 +82,13 @@ options:
     description:
       - Database to restore into; default the backup's own database. Not used by drills.
     type: str
-  force:
+  replace_existing:
     description:
       - Replace O(target_db) when it exists. Without it, an existing target is refused.
+      - The alias C(force) is deprecated and will be removed in version 2.0.0 of the collection.
     type: bool
     default: false
+    aliases: [force]
   owner:
     description:
       - Owner of the restored database. Default the owner recorded in the manifest when that
@@ -191,12 +193,12 @@ EXAMPLES = r"""
     db: app
     backup_dir: /var/backups/postgresql
     label: pre-migration
-    force: true
+    replace_existing: true
 
 - name: Replace app with a chosen backup (the playbook takes a safety dump first)
   bosun.platform.postgresql_restore:
     backup: /var/backups/postgresql/app/20250101T020000Z.dump.zst
-    force: true
+    replace_existing: true
     jobs: 4
 
 - name: Monthly restore drill
@@ -328,7 +330,7 @@ commands:
 """
 
 from ansible_collections.bosun.platform.plugins.module_utils._backup import restore, tools
-from ansible_collections.bosun.platform.plugins.module_utils._module import run_module
+from ansible_collections.bosun.platform.plugins.module_utils._module import deprecated_alias, run_module
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import postgres_argument_spec
 
 
@@ -339,7 +341,7 @@ def argument_spec():
         backup_dir=dict(type="path"),
         db=dict(type="str"),
         target_db=dict(type="str"),
-        force=dict(type="bool", default=False),
+        replace_existing=dict(type="bool", default=False, **deprecated_alias("force")),
         owner=dict(type="str"),
         no_owner=dict(type="bool", default=False),
         jobs=dict(type="int", default=1),

@@ -21,7 +21,7 @@ description:
     deletes only keys that start with the five characters C(a*b:).
   - O(db) and O(all) use C(FLUSHDB ASYNC) and C(FLUSHALL ASYNC) unless O(flush_mode=sync).
   - Guards. A pattern that matches every key (empty, or made only of C(*) and C(?)), and
-    O(db) or O(all) on a server that holds keys, are refused unless O(force=true).
+    O(db) or O(all) on a server that holds keys, are refused unless O(allow_delete_all=true).
     O(max_keys) counts the matching keys first and deletes nothing when there are more.
   - In check mode the module runs the same SCAN, deletes nothing, and reports the exact
     number of keys a real run would delete (each key counted once, also when two patterns
@@ -45,7 +45,7 @@ options:
         themselves), so C(user:${id}:*) with C(id=*) deletes the keys that start with
         C(user:*:), never every user's. C($$) is a literal C($).
       - A pattern with no literal prefix (empty, C(*), C(?*), C([^x]*), C(*:session)) can match
-        any key and needs O(force=true).
+        any key and needs O(allow_delete_all=true).
       - One of O(patterns), O(prefixes), O(db) or O(all) is required.
     type: list
     elements: str
@@ -58,22 +58,25 @@ options:
     description:
       - Literal key prefixes; C(*), C(?), C([), C(]) and C(\) in them are escaped, so they
         match only themselves. Keys that start with any of them are deleted.
-      - An empty prefix means every key and needs O(force=true).
+      - An empty prefix means every key and needs O(allow_delete_all=true).
     type: list
     elements: str
   db:
     description:
-      - Flush the whole database O(login_db) (C(FLUSHDB)). Needs O(force=true) when it holds keys.
+      - Flush the whole database O(login_db) (C(FLUSHDB)). Needs O(allow_delete_all=true) when it holds keys.
     type: bool
   all:
     description:
-      - Flush every database of the server (C(FLUSHALL)). Needs O(force=true) when any holds keys.
+      - Flush every database of the server (C(FLUSHALL)). Needs O(allow_delete_all=true) when any holds keys.
     type: bool
-  force:
+  allow_delete_all:
     description:
-      - Allow a pattern that matches every key, and O(db) or O(all) on a server that holds keys.
+      - Allow a pattern that can match every key, and O(db) or O(all) on a server that holds keys.
+      - The same option as O(bosun.platform.elasticsearch_maintenance#module:allow_delete_all).
+      - The alias C(force) is deprecated and will be removed in version 2.0.0 of the collection.
     type: bool
     default: false
+    aliases: [force]
   max_keys:
     description:
       - Count the keys first and fail, deleting nothing, when more than this many match.
@@ -179,7 +182,7 @@ EXAMPLES = r"""
 - name: Flush database 2 over TLS
   bosun.platform.redis_flush:
     db: true
-    force: true
+    allow_delete_all: true
     login_db: 2
     login_host: cache1.internal
     login_port: 6380

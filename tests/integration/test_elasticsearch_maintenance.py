@@ -190,7 +190,7 @@ def test_max_delete_refuses_before_deleting_anything(elasticsearch, run_module):
         assert result["deleted"] == sorted(names[:3]) and existing(elasticsearch, prefix) == [names[3]]
 
 
-def test_a_pattern_whose_every_index_would_go_needs_force(elasticsearch, run_module):
+def test_a_pattern_whose_every_index_would_go_needs_allow_delete_all(elasticsearch, run_module):
     with indices(elasticsearch, "bosun-all-") as prefix:
         names = sorted([prefix + day(50), prefix + day(40)])
         for name in names:
@@ -200,10 +200,10 @@ def test_a_pattern_whose_every_index_would_go_needs_force(elasticsearch, run_mod
         assert refused["failed"] is True and refused["deleted"] == [], refused
         assert refused["msg"] == (
             "pattern '%s*' matches 2 indices and every one would be deleted (%s): nothing deleted; "
-            "give force: true to allow it" % (prefix, ", ".join(names))
+            "give allow_delete_all: true to allow it" % (prefix, ", ".join(names))
         )
         assert existing(elasticsearch, prefix) == names
-        forced = maintain(run_module, elasticsearch, force=True, **args)
+        forced = maintain(run_module, elasticsearch, allow_delete_all=True, **args)
         assert forced["changed"] is True and forced["deleted"] == names, forced
         assert existing(elasticsearch, prefix) == []
 
@@ -214,7 +214,7 @@ def test_creation_date_ages_and_awkward_names(elasticsearch, run_module):
         for name in names:
             create(elasticsearch, name, docs=1)
         time.sleep(0.05)
-        args = dict(action="cleanup", patterns=[prefix + "*"], force=True)
+        args = dict(action="cleanup", patterns=[prefix + "*"], allow_delete_all=True)
         young = maintain(run_module, elasticsearch, older_than_days=1, **args)
         assert young["changed"] is False and young["deleted"] == [], young
         assert [k["reason"] for k in young["kept"]] == ["too_young", "too_young"]

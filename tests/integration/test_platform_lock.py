@@ -145,7 +145,7 @@ def test_the_keeper_holds_the_lock_past_its_time_limit_until_it_is_gone(tmp_path
     deploy = run_module("platform_lock", dict(path=path, owner="alice", job="deploy 2.0.0"))
     assert deploy["rc"] == 0, deploy.get("msg")
     assert deploy["broken"]["owner"] == "timer@ops"
-    assert deploy["holder"]["keeper"] is None  # no time limit: no keeper, only force breaks it
+    assert deploy["holder"]["keeper"] is None  # no time limit: no keeper, only break_lock breaks it
 
 
 def test_the_keeper_ends_when_the_lock_is_released(tmp_path, run_module):

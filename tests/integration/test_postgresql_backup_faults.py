@@ -392,7 +392,7 @@ def test_kill_9_mid_restore_then_rerun_cleans_up(postgres, db, run_module, tmp_p
         # After the backup: the role owns nothing (so it can be dropped), and the live
         # database gets a table the backup lacks, to show it is never touched.
         postgres.psql("ALTER TABLE pause_point OWNER TO app; CREATE TABLE still_here (x int)", db=db)
-        args = dict(postgres.conn_args(), backup=path, force=True, jobs=2)
+        args = dict(postgres.conn_args(), backup=path, replace_existing=True, jobs=2)
         lock = RoleLock(postgres, role)
         try:
             with running_module("postgresql_restore", args) as proc:

@@ -1,4 +1,4 @@
-"""postgresql_restore against a real PostgreSQL: new database, force, formats, drills.
+"""postgresql_restore against a real PostgreSQL: new database, replace_existing, formats, drills.
 
 The restored data is compared with the source by psql (row counts and an md5 over every
 order), and the server's database list shows that no staging or scratch database is left.
@@ -92,7 +92,7 @@ def test_restore_each_format(postgres, source, run_module, key, jobs):
         drop_db(postgres, target)
 
 
-def test_existing_target_needs_force_and_is_replaced_whole(postgres, source, run_module):
+def test_existing_target_needs_replace_existing_and_is_replaced_whole(postgres, source, run_module):
     target = unique("live db")
     postgres.psql("CREATE DATABASE %s OWNER app" % qi(target))
     postgres.psql("CREATE TABLE marker (x int); INSERT INTO marker VALUES (42)", db=target)
@@ -101,12 +101,14 @@ def test_existing_target_needs_force_and_is_replaced_whole(postgres, source, run
         for check_mode in (True, False):
             refused = run_module("postgresql_restore", args, check_mode=check_mode)
             assert refused["failed"] and refused["changed"] is False
-            assert "database %s already exists" % target in refused["msg"] and "force: true" in refused["msg"]
+            assert (
+                "database %s already exists" % target in refused["msg"] and "replace_existing: true" in refused["msg"]
+            )
         assert postgres.psql("SELECT x FROM marker", db=target) == "42"
-        planned = run_module("postgresql_restore", dict(args, force=True), check_mode=True)
+        planned = run_module("postgresql_restore", dict(args, replace_existing=True), check_mode=True)
         assert planned["changed"] is True and planned["target_exists"] is True and planned["replaced"] is True
         assert postgres.psql("SELECT x FROM marker", db=target) == "42"
-        done = run_module("postgresql_restore", dict(args, force=True))
+        done = run_module("postgresql_restore", dict(args, replace_existing=True))
         assert done["rc"] == 0, done.get("msg")
         assert done["replaced"] is True and done["changed"] is True
         assert postgres.psql("SELECT to_regclass('marker') IS NULL", db=target) == "t"
@@ -129,12 +131,14 @@ def test_failed_restore_leaves_the_target_as_it_was(postgres, run_module, tmp_pa
         path = r["backups"][0]["path"]
         postgres.psql("DROP TABLE t; CREATE TABLE marker (x int); INSERT INTO marker VALUES (7)", db=db)
         postgres.psql("DROP ROLE %s" % qi(role))
-        failed = run_module("postgresql_restore", dict(postgres.conn_args(), backup=path, force=True))
+        failed = run_module("postgresql_restore", dict(postgres.conn_args(), backup=path, replace_existing=True))
         assert failed["failed"] and "restore of %s into" % path in failed["msg"]
         assert 'role "%s" does not exist' % role in failed["msg"]
         assert postgres.psql("SELECT x FROM marker", db=db) == "7"
         assert no_staging_left(postgres) == []
-        ok = run_module("postgresql_restore", dict(postgres.conn_args(), backup=path, force=True, no_owner=True))
+        ok = run_module(
+            "postgresql_restore", dict(postgres.conn_args(), backup=path, replace_existing=True, no_owner=True)
+        )
         assert ok["rc"] == 0, ok.get("msg")
         assert postgres.psql("SELECT to_regclass('marker') IS NULL AND to_regclass('t') IS NOT NULL", db=db) == "t"
     finally:
@@ -248,7 +252,7 @@ def test_globals_backup_is_refused_with_a_pointer(postgres, run_module, tmp_path
     r = run_module("postgresql_dump", dict(postgres.conn_args(), all_databases=True, backup_dir=str(tmp_path)))
     assert r["rc"] == 0, r.get("msg")
     (globals_path,) = [b["path"] for b in r["backups"] if b["kind"] == "globals"]
-    refused = run_module("postgresql_restore", dict(postgres.conn_args(), backup=globals_path, force=True))
+    refused = run_module("postgresql_restore", dict(postgres.conn_args(), backup=globals_path, replace_existing=True))
     assert refused["failed"] and "is a globals backup" in refused["msg"]
     assert json.load(open(globals_path.replace(".sql", ".manifest.json")))["kind"] == "globals"
 
@@ -414,7 +418,7 @@ def test_restore_keeps_database_privileges_and_settings_when_replacing(postgres,
     assert_locked_down(postgres, db, locked_down)
     # Drift after the backup: the restore puts the database back as it was dumped.
     postgres.psql("GRANT CONNECT ON DATABASE %s TO PUBLIC; ALTER DATABASE %s RESET ALL" % (qi(db), qi(db)))
-    r = run_module("postgresql_restore", dict(postgres.conn_args(), backup=locked_down["path"], force=True))
+    r = run_module("postgresql_restore", dict(postgres.conn_args(), backup=locked_down["path"], replace_existing=True))
     assert r["rc"] == 0, r.get("msg")
     assert_locked_down(postgres, db, locked_down)
     assert r["replaced"] is True and r["database_properties"]["privileges"] == 2

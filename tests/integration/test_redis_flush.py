@@ -202,23 +202,23 @@ def test_many_small_batches_and_huge_key_names(r, flush):
 
 # --- guards -------------------------------------------------------------------------------
 @pytest.mark.parametrize("pattern", ["*", "", "**", "?*"])
-def test_match_everything_needs_force(r, flush, pattern):
+def test_match_everything_needs_allow_delete_all(r, flush, pattern):
     r.mset({"a": 1, "b": 2})
 
     refused = flush(patterns=["menu:*", pattern])
 
     assert refused["rc"] != 0 and refused.get("failed") is True
-    assert "matches every key" in refused["msg"] and "force" in refused["msg"]
+    assert "matches every key" in refused["msg"] and "allow_delete_all" in refused["msg"]
     assert refused["changed"] is False and refused["deleted"] == 0
     assert r.dbsize() == 2
 
 
-def test_force_deletes_everything_in_the_selected_database_only(r, server, flush):
+def test_allow_delete_all_deletes_everything_in_the_selected_database_only(r, server, flush):
     r.mset({"a": 1, "b": 2})
     other_db = server.client(db=1)
     other_db.set("keep", 1)
 
-    result = flush(patterns=["*"], force=True)
+    result = flush(patterns=["*"], allow_delete_all=True)
 
     assert result["rc"] == 0, result
     assert result["deleted"] == 2 and result["results"][0]["pattern"] == "*"
@@ -242,7 +242,7 @@ def test_max_keys_aborts_before_deleting_anything(r, flush):
     assert r.dbsize() == 0
 
 
-def test_db_scope_needs_force_and_leaves_other_databases(r, server, flush):
+def test_db_scope_needs_allow_delete_all_and_leaves_other_databases(r, server, flush):
     db1 = server.client(db=1)
     db1.mset({"a": 1, "b": 2, "c": 3})
     r.set("db0", 1)
@@ -251,16 +251,16 @@ def test_db_scope_needs_force_and_leaves_other_databases(r, server, flush):
     assert refused["rc"] != 0 and "holds 3 keys in database 1" in refused["msg"]
     assert refused["deleted"] == 0 and db1.dbsize() == 3
 
-    predicted = flush(check_mode=True, db=True, login_db=1, force=True)
+    predicted = flush(check_mode=True, db=True, login_db=1, allow_delete_all=True)
     assert predicted["changed"] is True and predicted["deleted"] == 3
     assert db1.dbsize() == 3
 
-    done = flush(db=True, login_db=1, force=True)
+    done = flush(db=True, login_db=1, allow_delete_all=True)
     assert done["rc"] == 0 and done["changed"] is True and done["deleted"] == 3
     assert db1.dbsize() == 0 and r.get("db0") == b"1"
     assert r.info("commandstats")["cmdstat_flushdb"]["calls"] == 1
 
-    empty = flush(db=True, login_db=1)  # an empty database needs no force and is not changed
+    empty = flush(db=True, login_db=1)  # an empty database needs no allow_delete_all and is not changed
     assert empty["rc"] == 0 and empty["changed"] is False and empty["deleted"] == 0
 
 
@@ -271,7 +271,7 @@ def test_all_scope_counts_every_database(r, server, flush):
     refused = flush(all=True)
     assert refused["rc"] != 0 and "holds 3 keys in every database" in refused["msg"]
 
-    done = flush(all=True, force=True, flush_mode="sync")
+    done = flush(all=True, allow_delete_all=True, flush_mode="sync")
     assert done["rc"] == 0 and done["changed"] is True
     assert [(e["db"], e["deleted"]) for e in done["results"]] == [(0, 2), (3, 1)]
     assert r.dbsize() == 0 and server.client(db=3).dbsize() == 0

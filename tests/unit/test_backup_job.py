@@ -32,7 +32,7 @@ def test_both_modules_take_the_common_options_from_one_spec():
         spec = module.argument_spec()
         for name, option in job.BACKUP_COMMON_ARGS.items():
             assert spec[name] == option and spec[name] is not option
-    assert set(job.BACKUP_COMMON_ARGS) == {"label", "retention_checksums", "space_reserve_mb", "lock_timeout"}
+    assert set(job.BACKUP_COMMON_ARGS) == {"label", "retention_checksums", "space_reserve_mb", "dir_lock_timeout"}
 
 
 def test_a_held_lock_is_a_backup_error_naming_the_lock_file(tmp_path):
@@ -42,9 +42,9 @@ def test_a_held_lock_is_a_backup_error_naming_the_lock_file(tmp_path):
             with pytest.raises(layout.BackupError) as exc:
                 with job.BackupDirLock(str(tmp_path), check_mode=check_mode):
                     pass
-            assert exc.value.msg == "another backup run holds the lock %s (waited 0s, see lock_timeout)" % lock
+            assert exc.value.msg == "another backup run holds the lock %s (waited 0s, see dir_lock_timeout)" % lock
         started = time.monotonic()
-        with pytest.raises(layout.BackupError, match=r"\(waited 1s, see lock_timeout\)"):
+        with pytest.raises(layout.BackupError, match=r"\(waited 1s, see dir_lock_timeout\)"):
             with job.BackupDirLock(str(tmp_path), check_mode=False, timeout=1):
                 pass
         assert time.monotonic() - started >= 1

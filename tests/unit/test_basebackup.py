@@ -29,7 +29,7 @@ def test_argument_spec_hides_the_password():
         (dict(keep_last=0), "keep_last must be at least 1"),
         (dict(label="-x"), "label '-x' is not allowed"),
         (dict(compression="gzip", compression_level=12), "out of range for gzip"),
-        (dict(lock_timeout=-1), "lock_timeout must be 0 or more"),
+        (dict(dir_lock_timeout=-1), "dir_lock_timeout must be 0 or more"),
     ],
 )
 def test_validation_names_the_problem(over, fragment):

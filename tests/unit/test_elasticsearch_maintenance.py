@@ -203,16 +203,17 @@ def test_zero_days_is_everything_before_now_and_name_dates_work_the_same():
     assert [k["reason"] for k in plan["kept"]] == ["too_young", "too_young"]
 
 
-def test_every_match_guard_is_per_pattern_and_force_lifts_it():
+def test_every_match_guard_is_per_pattern_and_allow_delete_all_lifts_it():
     cluster = records(record("a-1", 40), record("a-2", 50), record("b-1", 40), record("b-2", 1))
     with pytest.raises(em.MaintenanceError) as refused:
         em.plan_cleanup(cluster, params(patterns=["b-*", "a-*"]), NOW)
     assert refused.value.message == (
         "pattern 'a-*' matches 2 indices and every one would be deleted (a-1, a-2): nothing deleted; "
-        "give force: true to allow it"
+        "give allow_delete_all: true to allow it"
     )
     assert refused.value.result["plan"]["delete"] == ["a-1", "a-2", "b-1"]
-    assert em.plan_cleanup(cluster, params(patterns=["b-*", "a-*"], force=True), NOW)["delete"] == ["a-1", "a-2", "b-1"]
+    allowed = em.plan_cleanup(cluster, params(patterns=["b-*", "a-*"], allow_delete_all=True), NOW)
+    assert allowed["delete"] == ["a-1", "a-2", "b-1"]
     # a pattern that matches nothing, and one whose indices are all kept, are fine
     assert em.plan_cleanup(cluster, params(patterns=["b-*", "zzz-*"]), NOW)["delete"] == ["b-1"]
 
@@ -220,14 +221,13 @@ def test_every_match_guard_is_per_pattern_and_force_lifts_it():
 def test_max_delete_counts_each_index_once():
     cluster = records(*[record("l-%02d" % i, 40) for i in range(12)] + [record("l-young", 1)])
     with pytest.raises(em.MaintenanceError) as refused:
-        em.plan_cleanup(cluster, params(patterns=["l-*", "l-0*"], max_delete=11, force=True), NOW)
+        em.plan_cleanup(cluster, params(patterns=["l-*", "l-0*"], max_delete=11, allow_delete_all=True), NOW)
     assert refused.value.message == (
         "12 indices would be deleted, more than max_delete 11 "
         "(l-00, l-01, l-02, l-03, l-04, l-05, l-06, l-07, l-08, l-09 and 2 more): nothing deleted"
     )
-    assert (
-        len(em.plan_cleanup(cluster, params(patterns=["l-*", "l-0*"], max_delete=12, force=True), NOW)["delete"]) == 12
-    )
+    allowed = em.plan_cleanup(cluster, params(patterns=["l-*", "l-0*"], max_delete=12, allow_delete_all=True), NOW)
+    assert len(allowed["delete"]) == 12
     with pytest.raises(em.MaintenanceError, match="more than max_delete 0"):
         em.plan_cleanup(cluster, params(patterns=["l-*"], max_delete=0), NOW)
 

@@ -69,14 +69,14 @@ def test_literal_prefix_of_a_pattern(pattern, prefix):
 
 
 @pytest.mark.parametrize("pattern", ["[^x]*", "?*", "[a-z]*", "?", "*:session", "[*]"])
-def test_a_pattern_without_a_literal_prefix_needs_force(pattern):
+def test_a_pattern_without_a_literal_prefix_needs_allow_delete_all(pattern):
     with pytest.raises(_flush.FlushError) as err:
         _flush.plan(params(patterns=[pattern]))
     assert "pattern %r" % pattern in err.value.message
-    assert "force: true" in err.value.message
+    assert "allow_delete_all: true" in err.value.message
     # forced, it is flushed as given: [^x]* still spares the keys that start with x
-    assert _flush.plan(params(patterns=[pattern], force=True))["targets"][0]["pattern"] in (pattern, "*")
-    assert _flush.plan(params(patterns=["[^x]*"], force=True))["targets"] == [{"pattern": "[^x]*"}]
+    assert _flush.plan(params(patterns=[pattern], allow_delete_all=True))["targets"][0]["pattern"] in (pattern, "*")
+    assert _flush.plan(params(patterns=["[^x]*"], allow_delete_all=True))["targets"] == [{"pattern": "[^x]*"}]
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_a_parameter_cannot_widen_a_pattern_to_every_key():
     assert _flush.plan(params(patterns=["${id}*"], pattern_params={"id": "*"}))["targets"][0]["pattern"] == "\\**"
     with pytest.raises(_flush.FlushError) as err:
         _flush.plan(params(patterns=["${id}*"], pattern_params={"id": ""}))
-    assert "force: true" in err.value.message
+    assert "allow_delete_all: true" in err.value.message
 
 
 def test_template_syntax_and_missing_parameters():
@@ -167,18 +167,18 @@ def test_plan_refuses_bad_options(over, message):
         (dict(prefixes=[""]), "prefix ''"),
     ],
 )
-def test_match_everything_needs_force(over, shown):
+def test_match_everything_needs_allow_delete_all(over, shown):
     with pytest.raises(_flush.FlushError) as err:
         _flush.plan(params(**over))
     assert shown in err.value.message
     assert "matches every key of Redis at 127.0.0.1:6379 db 0" in err.value.message
-    assert "force: true" in err.value.message
-    forced = _flush.plan(params(force=True, **over))
+    assert "allow_delete_all: true" in err.value.message
+    forced = _flush.plan(params(allow_delete_all=True, **over))
     assert "*" in [t["pattern"] for t in forced["targets"]]
 
 
-def test_empty_pattern_with_force_means_every_key():
-    assert _flush.plan(params(patterns=["", "*"], force=True))["targets"] == [{"pattern": "*"}]
+def test_empty_pattern_with_allow_delete_all_means_every_key():
+    assert _flush.plan(params(patterns=["", "*"], allow_delete_all=True))["targets"] == [{"pattern": "*"}]
 
 
 def test_run_refuses_before_connecting_and_returns_the_result_shape():

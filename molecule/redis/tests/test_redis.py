@@ -141,7 +141,7 @@ def test_maintenance_user_cannot_flush_a_database(host):
         with pytest.raises(redis.exceptions.NoPermissionError):
             maint.execute_command(*command)
     for scope in ("db", "all"):
-        result = _flush(MAINT, force=True, **{scope: True})
+        result = _flush(MAINT, allow_delete_all=True, **{scope: True})
         assert result.get("failed") and "permission" in result["msg"] and "FLUSH" in result["msg"], result
         assert result["deleted"] == 0
     assert app.get("session:flush") == b"keep"
@@ -160,7 +160,7 @@ def test_maintenance_user_cannot_touch_keys_outside_its_patterns(host):
         with pytest.raises(redis.exceptions.NoPermissionError):
             maint.execute_command(*command)
     # every key asked for: the batch that holds a session key is refused whole
-    result = _flush(MAINT, patterns=["*"], force=True)
+    result = _flush(MAINT, patterns=["*"], allow_delete_all=True)
     assert result.get("failed") and "permission" in result["msg"], result
     assert app.get("session:outside") == b"keep"
 
@@ -188,7 +188,7 @@ def test_whole_database_flush_needs_the_flush_admin_user(host):
         flusher.get("session:db0")
     with pytest.raises(redis.exceptions.NoPermissionError):
         flusher.set("session:db0", "x")
-    result = _flush(FLUSH_ADMIN, db=True, force=True, login_db=3)
+    result = _flush(FLUSH_ADMIN, db=True, allow_delete_all=True, login_db=3)
     assert not result.get("failed") and result["deleted"] == 5, result
     assert admin.dbsize() == 0
     assert app.get("session:db0") == b"keep"

@@ -65,6 +65,11 @@ DEFAULT_LEVELS = dict(zstd=1, lz4=1, gzip=1)
 LEVELS = dict(zstd=(1, 22), lz4=(1, 12), gzip=(1, 9))
 FIRST_RATIO = 0.5
 METRICS_FILE = "bosun_basebackup.prom"
+# verify is a string, as in postgresql_dump (full: every file read back and checked; none: the
+# backup is published unverified). It was a boolean: "true" and "false" are still accepted,
+# deprecated, and replaced before the run (tools.module_work).
+VERIFY_CHOICES = ["full", "none"]
+VERIFY_FORMER = {"true": "full", "false": "none"}
 
 SERVER_SQL = """
 SELECT current_setting('server_version') AS server_version,
@@ -88,7 +93,9 @@ def validate(params):
         low, high = LEVELS[method]
         if not low <= level <= high:
             raise BackupError("compression_level %s is out of range for %s (%d-%d)" % (level, method, low, high))
-    check_not_negative(params, "space_reserve_mb", "lock_timeout")
+    check_not_negative(params, "space_reserve_mb", "dir_lock_timeout")
+    if params.get("verify", "full") not in VERIFY_CHOICES:
+        raise BackupError("verify must be one of %s, not %r" % (", ".join(VERIFY_CHOICES), params["verify"]))
 
 
 def compress_arg(params):
@@ -132,6 +139,11 @@ class BaseBackup(BackupJob):
         )
         self.store = _wal.DirectoryStore(params["wal_archive_dir"]) if params.get("wal_archive_dir") else None
         self.server = None
+
+    @property
+    def verifying(self):
+        """Whether the new backup is checked with pg_verifybackup before it is published."""
+        return self.params.get("verify", "full") == "full"
 
     def run(self):
         validate(self.params)
@@ -185,10 +197,10 @@ class BaseBackup(BackupJob):
                     tools.major_label(server_major),
                 )
             )
-        if p.get("verify", True):
+        if self.verifying:
             self.pg_verifybackup = tools.require_program("pg_verifybackup", p.get("bin_dir"), "to verify the backup")
         self.method, self.level, self.compress = compress_arg(p)
-        if self.method in ("zstd", "lz4") and p.get("verify", True):
+        if self.method in ("zstd", "lz4") and self.verifying:
             tools.require_tool(self.method, "to read the backup back for verification")
         self.result["compression"] = dict(method=self.method, level=self.level, location=p.get("compression_location"))
 
@@ -196,7 +208,7 @@ class BaseBackup(BackupJob):
     def _backup(self):
         cluster_size = int(self.server["cluster_size"] or 0)
         estimate, how = self._estimate(self.backup_dir, cluster_size, FIRST_RATIO)
-        verify_space = cluster_size if self.params.get("verify", True) else 0
+        verify_space = cluster_size if self.verifying else 0
         if verify_space:
             how += ", and the cluster's size again to verify it"
         self._preflight(self.backup_dir, "a base backup of %s" % describe(self.params), estimate, how, verify_space)
@@ -239,7 +251,7 @@ class BaseBackup(BackupJob):
                 )
             timeline, start, end = read_backup_manifest(os.path.join(target, "backup_manifest"))
             verify = "none"
-            if self.params.get("verify", True):
+            if self.verifying:
                 self._verify(target, final)
                 verify = "pg_verifybackup"
             fsync_tree(target)

@@ -120,7 +120,7 @@ def validate(params):
     check_not_negative(params, "space_reserve_mb")
     if (params.get("compression_threads") or 0) < 0:
         raise BackupError("compression_threads must be 0 (one per CPU) or more")
-    check_not_negative(params, "lock_timeout")
+    check_not_negative(params, "dir_lock_timeout")
 
 
 def parse_toc(text):

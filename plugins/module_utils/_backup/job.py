@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import os
 import shutil
 import time
@@ -38,20 +39,23 @@ from ansible_collections.bosun.platform.plugins.module_utils._io import (
     fsync_dir,
     human,
 )
+from ansible_collections.bosun.platform.plugins.module_utils._module import deprecated_alias
 
 # The options postgresql_dump and postgresql_basebackup share with one meaning and default,
-# documented once in the bosun.platform.backup doc fragment.
+# documented once in the bosun.platform.backup doc fragment. dir_lock_timeout was lock_timeout,
+# which in the same action group (group/bosun.platform.postgres) is PostgreSQL's lock_timeout
+# of postgresql_maintenance.
 BACKUP_COMMON_ARGS = dict(
     label=dict(type="str"),
     retention_checksums=dict(type="bool", default=True),
     space_reserve_mb=dict(type="int", default=64),
-    lock_timeout=dict(type="int", default=0),
+    dir_lock_timeout=dict(type="int", default=0, **deprecated_alias("lock_timeout")),
 )
 
 
 def backup_argument_spec(**extra):
     """The shared backup options (fresh copies) plus a module's own."""
-    spec = dict((k, dict(v)) for k, v in BACKUP_COMMON_ARGS.items())
+    spec = copy.deepcopy(BACKUP_COMMON_ARGS)
     spec.update(extra)
     return spec
 
@@ -86,7 +90,7 @@ class BackupDirLock(DirLock):
             return super(BackupDirLock, self).__enter__()
         except LockBusy as exc:
             raise BackupError(
-                "another backup run holds the lock %s (waited %ss, see lock_timeout)" % (exc.path, exc.waited)
+                "another backup run holds the lock %s (waited %ss, see dir_lock_timeout)" % (exc.path, exc.waited)
             ) from exc
 
 
@@ -159,7 +163,7 @@ class BackupJob:
                 return
             context = self._inspect(target) if self.producing else None
             self._ensure_directory(directory)
-            with BackupDirLock(directory, self.check_mode, self.params.get("lock_timeout") or 0):
+            with BackupDirLock(directory, self.check_mode, self.params.get("dir_lock_timeout") or 0):
                 self._remove_stale(directory)
                 new_stem = self._produce(directory, target, context) if self.producing else None
                 self._retention(directory, new_stem)

@@ -3,11 +3,12 @@
 """postgresql_restore: checksum first, restore into a staging database, then swap; or drill.
 
 A restore never touches the target database until the backup has been restored in full
-into a staging database: a failed restore leaves the target as it was. With ``force`` an
-existing target is then renamed away and the staging database renamed into its place in
-one transaction (a crash leaves the old or the new database under the target's name, never
-neither), and the old one is dropped. A drill restores into a scratch database, runs sanity
-checks, drops it and reports how long the restore took (the recovery time it measured).
+into a staging database: a failed restore leaves the target as it was. With
+``replace_existing`` an existing target is then renamed away and the staging database
+renamed into its place in one transaction (a crash leaves the old or the new database
+under the target's name, never neither), and the old one is dropped. A drill restores into
+a scratch database, runs sanity checks, drops it and reports how long the restore took
+(the recovery time it measured).
 
 What belongs to the database itself rather than to its objects (its ACL, ``ALTER DATABASE
 ... SET``, ``ALTER ROLE ... IN DATABASE ... SET``, connection limit, comment) is stored by
@@ -557,10 +558,10 @@ class Restorer:
             else:
                 target = p.get("target_db") or manifest.get("database")
                 exists = self._exists(conn, target)
-                if exists and not p.get("force"):
+                if exists and not p.get("replace_existing"):
                     raise self.fail(
-                        "database %s already exists on %s; set force: true to replace it (a restore into a new "
-                        "database is the default), or choose another target_db" % (target, describe(self.params))
+                        "database %s already exists on %s; set replace_existing: true to replace it (a restore into "
+                        "a new database is the default), or choose another target_db" % (target, describe(self.params))
                     )
             self.result.update(target_db=target, target_exists=exists, replaced=bool(exists))
             if self.drill:

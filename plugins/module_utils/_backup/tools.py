@@ -15,7 +15,7 @@ import subprocess
 
 from ansible_collections.bosun.platform.plugins.module_utils._backup.layout import BackupError
 from ansible_collections.bosun.platform.plugins.module_utils._io import redact
-from ansible_collections.bosun.platform.plugins.module_utils._module import ModuleFailure
+from ansible_collections.bosun.platform.plugins.module_utils._module import ModuleFailure, replace_deprecated_values
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import secrets_of
 
 COMPRESSIONS = ["auto", "zstd", "lz4", "gzip", "none"]
@@ -256,15 +256,17 @@ def integrity_argv(method, path, which=shutil.which):
     return [tool, "-t", "-q", path]
 
 
-def module_work(action):
+def module_work(action, deprecated_values=None):
     """The work of the backup modules for _module.run_module: ``action(params, runner, check_mode=...)``.
 
     The environment is scrubbed of inherited PG* variables, every command goes through a
     Runner that redacts the password, and a BackupError fails the task with its (redacted)
-    message, its warnings and the partial result.
+    message, its warnings and the partial result. ``deprecated_values`` (option to
+    ``{former value: value}``) replaces former spellings first, with a deprecation warning.
     """
 
     def work(module):
+        replace_deprecated_values(module, deprecated_values or {})
         scrub_process_environ()
         runner = Runner(secrets_of(module.params), module.run_command)
         try:
