@@ -839,8 +839,7 @@ def work(module):
         raise ModuleFailure(str(exc), changed=False) from None
     report.update(changed=False, warnings=warnings)
     if failure:
-        del report["msg"]
-        raise ModuleFailure(failure, **report)
+        raise ModuleFailure(failure, **dict((key, value) for key, value in report.items() if key != "msg"))
     return report
 
 

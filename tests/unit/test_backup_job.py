@@ -132,7 +132,10 @@ def test_check_mode_retention_counts_the_planned_backup(tmp_path, check_mode):
     for day in (1, 2):
         make_backup(str(tmp_path / "dumps"), "2025010%dT000000Z" % day)
         fake_backup(str(tmp_path), "2025010%dT000000Z" % day, "00000001000000000000000%d" % day)
-    now = lambda: datetime.datetime(2025, 1, 3, tzinfo=UTC)  # noqa: E731
+
+    def now():
+        return datetime.datetime(2025, 1, 3, tzinfo=UTC)
+
     d = dump.Dumper(dict(backup_dir=str(tmp_path), keep_last=1), Runner(), check_mode, now=now)
     d._retention(str(tmp_path / "dumps"), "20250103T000000Z" if check_mode else None)
     b = basebackup.BaseBackup(dict(backup_dir=str(tmp_path), keep_last=1), Runner(), check_mode, now=now)

@@ -246,7 +246,7 @@ def _group_defaults(node, found):
 def test_every_play_takes_its_connection_from_the_filter(path):
     with open(os.path.join(ROOT, path)) as f:
         found = _group_defaults(yaml.safe_load(f), [])
-    assert [service for service, _ in found] == PLAYS[path]
+    assert [entry[0] for entry in found] == PLAYS[path]
     for service, entry in found:
         assert entry == EXPRESSION % ("inventory_hostname", service)
 

@@ -269,7 +269,7 @@ class FakeRedis:
     def _serve(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn = self.sock.accept()[0]
             except OSError:
                 return
             threading.Thread(target=self._client, args=(conn,), daemon=True).start()
@@ -281,7 +281,7 @@ class FakeRedis:
                 if not line:
                     return
                 argv = []
-                for _ in range(int(line[1:])):
+                for _index in range(int(line[1:])):
                     size = int(reader.readline()[1:])
                     argv.append(reader.read(size + 2)[:-2].decode())
                 self.commands.append(argv[0].upper())
