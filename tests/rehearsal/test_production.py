@@ -364,21 +364,26 @@ def test_deploy(step):
 
 
 def test_health(step):
+    """The report of the whole platform, as the example inventory writes it: every check ok,
+    except the response time of a check that answered HTTP 200 (timing is never asserted:
+    the hosts share the test machine's two cores with the other stages of the run, and a
+    response over the example's 500 ms critical threshold says nothing about the platform).
+    The playbook's own exit status would assert timing, so it runs with fail_on=never and the
+    JSON report is judged here, every other warning and critical check included."""
     report = step.dir / "health.json"
-    step.playbook("health", "-e", "bosun_health_report_json=%s" % report)
+    step.playbook("health", "-e", "bosun_health_report_json=%s" % report, "-e", "bosun_health_fail_on=never")
     failing = json.loads(report.read_text())["failing"]
-    crit = [f["text"] for f in failing if f["status"] != "warn"]
+    timing = [f["text"] for f in failing if re.search(RESPONSE_TIME, f["text"])]
+    print("rehearsal: health response times over their thresholds: %s" % timing)
+    crit = [f["text"] for f in failing if f["status"] != "warn" and f["text"] not in timing]
     assert not crit, "health is not ok: %s" % crit
-    warns = [f["text"] for f in failing if f["status"] == "warn"]
-    unexpected = [w for w in warns if not any(re.search(p, w) for p in EXPECTED_WARNINGS)]
-    print("rehearsal: health warnings: %s" % warns)
+    unexpected = [f["text"] for f in failing if f["status"] == "warn" and f["text"] not in timing]
     assert not unexpected, "unexpected health warnings: %s" % unexpected
 
 
-# Warnings a healthy fresh platform may show here: HTTP response times (the first requests
-# after a deploy, on hosts that share the test machine's two cores with the run itself).
-# Timing is never asserted; every other warning is.
-EXPECTED_WARNINGS = [r" warn: GET \S+( \(at \S+\))?: HTTP 200 in \d+ ms( \(fastest of \d\))?$"]
+# A check that answered HTTP 200 but slower than its threshold (the first requests after a
+# deploy, or hosts busy with the rest of the run).
+RESPONSE_TIME = r" (warn|crit): GET \S+( \(at \S+\))?: HTTP 200 in \d+ ms( \(fastest of \d\))?$"
 
 
 def test_backup(step):
