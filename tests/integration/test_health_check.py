@@ -809,15 +809,31 @@ def test_connect_address_and_ca_data_are_checked(run_module):
 
 
 def _deploy_url_checks(**variables):
-    """The smoke checks deploy.yml's Finish play builds from ``variables``."""
+    """The smoke checks the deploy role's `finish` builds from the inventory's ``variables``:
+    the role's defaults templated over them, then its filter, as finish.yml calls it."""
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar, trust_as_template
+    from ansible_collections.bosun.platform.plugins.filter.deploy import deploy_url_checks
 
-    with open(os.path.join(ROOT, "playbooks", "deploy.yml")) as f:
-        (finish,) = [p for p in yaml.safe_load(f) if p["name"] == "Finish"]
-    values = dict((k, trust_as_template(v) if isinstance(v, str) else v) for k, v in finish["vars"].items())
-    values.update(__bosun_urls=["/health"], __bosun_url_kind="smoke", __bosun_url_codes=[200], **variables)
-    return Templar(loader=DataLoader(), variables=values).template(trust_as_template("{{ __bosun_url_checks }}"))
+    with open(os.path.join(ROOT, "roles", "deploy", "defaults", "main.yml")) as f:
+        defaults = yaml.safe_load(f)
+    names = ("deploy_health_path", "deploy_smoke_urls", "deploy_server_name", "deploy_url_base")
+    names += ("deploy_validate_certs", "deploy_tls_ca_cert")
+    values = dict((k, trust_as_template(v)) for k, v in defaults.items() if k in names)
+    values.update(variables)
+    templar = Templar(loader=DataLoader(), variables=values)
+    role = dict((name, templar.template(trust_as_template("{{ %s }}" % name))) for name in names)
+    with open(os.path.join(ROOT, "roles", "deploy", "tasks", "finish.yml")) as f:
+        assert "deploy_smoke_urls | bosun.platform.deploy_url_checks('smoke', deploy_url_base" in f.read()
+    return deploy_url_checks(
+        role["deploy_smoke_urls"],
+        "smoke",
+        role["deploy_url_base"],
+        server_name=role["deploy_server_name"],
+        validate_certs=role["deploy_validate_certs"],
+        ca_cert_data=role["deploy_tls_ca_cert"],
+        status_codes=[200],
+    )
 
 
 def test_deploy_smoke_checks_the_public_name_with_the_sites_ca(public_site, run_module):
