@@ -85,17 +85,19 @@ def emit_warnings(module, result):
         module.warn(warning)
 
 
-def run_module(argument_spec, work, errors=(), module_class=AnsibleModule, **module_kwargs):
+def run_module(argument_spec, work, supports_check_mode, errors=(), module_class=AnsibleModule, **module_kwargs):
     """Run a module: the whole of its main().
 
-    ``argument_spec`` is the module's options; ``module_kwargs`` go to ``module_class``
+    ``argument_spec`` is the module's options; ``supports_check_mode`` is said by each module
+    in its own file (every module of the collection predicts in check mode what a real run
+    would change); ``module_kwargs`` go to ``module_class``
     (``required_if``, ``add_file_common_args``, ...). ``work(module)`` returns the result
     (``changed`` and the module's fields; an optional ``warnings`` list is emitted as
     warnings). A ModuleFailure, or an exception of a class in ``errors``, fails the task with
     its message and its result fields (their ``warnings`` emitted too); any other exception
     is a bug and ends in a traceback.
     """
-    module = module_class(argument_spec=argument_spec, supports_check_mode=True, **module_kwargs)
+    module = module_class(argument_spec=argument_spec, supports_check_mode=supports_check_mode, **module_kwargs)
     try:
         result = work(module)
     except ModuleFailure as exc:

@@ -352,6 +352,7 @@ def main():
     run_module(
         argument_spec(),
         work,
+        supports_check_mode=True,
         errors=(ar.ReleaseError,),
         required_if=[("state", "installed", ["release"]), ("state", "current", ["release"])],
     )

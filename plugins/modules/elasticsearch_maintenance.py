@@ -454,7 +454,7 @@ def work(module):
 
 
 def main():
-    run_module(argument_spec(), work, errors=(MaintenanceError,), required_if=REQUIRED_IF)
+    run_module(argument_spec(), work, supports_check_mode=True, errors=(MaintenanceError,), required_if=REQUIRED_IF)
 
 
 if __name__ == "__main__":

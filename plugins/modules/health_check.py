@@ -846,7 +846,9 @@ def work(module):
 def main():
     # URL credentials and sensitive header values are parts of options that are not no_log as
     # a whole: masked from the invocation record in syslog/the journal on, not only in results.
-    run_module(argument_spec(), work, module_class=SecretMaskingModule, secrets=health.secrets_in)
+    run_module(
+        argument_spec(), work, supports_check_mode=True, module_class=SecretMaskingModule, secrets=health.secrets_in
+    )
 
 
 if __name__ == "__main__":

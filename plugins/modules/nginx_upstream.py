@@ -463,7 +463,9 @@ def work(module):
 
 
 def main():
-    run_module(argument_spec(), work, required_by={"down": ("servers",)}, add_file_common_args=True)
+    run_module(
+        argument_spec(), work, supports_check_mode=True, required_by={"down": ("servers",)}, add_file_common_args=True
+    )
 
 
 if __name__ == "__main__":

@@ -238,7 +238,7 @@ def _work(module, p, path):
 
 
 def main():
-    run_module(argument_spec(), work)
+    run_module(argument_spec(), work, supports_check_mode=True)
 
 
 if __name__ == "__main__":

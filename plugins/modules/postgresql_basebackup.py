@@ -299,7 +299,11 @@ def argument_spec():
 
 
 def main():
-    run_module(argument_spec(), tools.module_work(basebackup.run, dict(verify=basebackup.VERIFY_FORMER)))
+    run_module(
+        argument_spec(),
+        tools.module_work(basebackup.run, dict(verify=basebackup.VERIFY_FORMER)),
+        supports_check_mode=True,
+    )
 
 
 if __name__ == "__main__":

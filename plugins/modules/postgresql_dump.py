@@ -348,7 +348,7 @@ def argument_spec():
 
 
 def main():
-    run_module(argument_spec(), tools.module_work(dump.run))
+    run_module(argument_spec(), tools.module_work(dump.run), supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -406,7 +406,7 @@ def work(module):
 
 
 def main():
-    run_module(argument_spec(), work, errors=(MaintenanceError,))
+    run_module(argument_spec(), work, supports_check_mode=True, errors=(MaintenanceError,))
 
 
 if __name__ == "__main__":

@@ -357,7 +357,7 @@ def argument_spec():
 
 
 def main():
-    run_module(argument_spec(), tools.module_work(restore.run))
+    run_module(argument_spec(), tools.module_work(restore.run), supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -325,7 +325,7 @@ def work(module):
 
 
 def main():
-    run_module(argument_spec(), work, errors=(FlushError,))
+    run_module(argument_spec(), work, supports_check_mode=True, errors=(FlushError,))
 
 
 if __name__ == "__main__":

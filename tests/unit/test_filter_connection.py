@@ -2,7 +2,6 @@
 bosun_redis when set, else the older variables, as every postgres and redis play passes it
 to its action group's module_defaults."""
 
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from ansible_collections.bosun.platform.plugins.module_utils._postgres import PO
 from ansible_collections.bosun.platform.plugins.module_utils._redis import REDIS_COMMON_ARGS
 
 from tests.support.collection import collections_path
+from tests.support.templating import render_all
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECRET = "s3cr'et $pw with spaces"
@@ -421,39 +421,6 @@ REDIS_CASES = [
     dict(bosun_redis_login_unix_socket="/run/redis/redis.sock", bosun_redis_login_host="10.0.0.6"),
 ]
 
-# Rendered by Ansible's own templating in a child process, where the collection loader is in
-# place before anything imports ansible_collections. Omit drops out of the old dicts there.
-RENDER = """
-import json, sys
-from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import init_plugin_loader
-from ansible.template import Templar, trust_as_template
-init_plugin_loader([sys.argv[1]])
-out = []
-for template, variables in json.load(sys.stdin):
-    variables = dict(variables, host_vars=dict(variables))
-    if isinstance(template, dict):
-        template = {key: trust_as_template(value) for key, value in template.items()}
-    else:
-        template = trust_as_template(template)
-    out.append(Templar(loader=DataLoader(), variables=variables).template(template))
-json.dump(out, sys.stdout)
-"""
-
-
-def _render_all(pairs):
-    proc = subprocess.run(
-        [sys.executable, "-c", RENDER, collections_path()],
-        input=json.dumps(pairs),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
-
 
 def _with_defaults(options, spec):
     """What the module sees: its defaults, then the options given."""
@@ -478,7 +445,7 @@ def test_each_play_passes_what_it_passed_before(service, before, cases, spec):
     for variables in cases:
         pairs.append(("{{ host_vars | bosun.platform.connection('%s') }}" % service, variables))
         pairs.append((before, variables))
-    rendered = _render_all(pairs)
+    rendered = render_all([(template, dict(variables, host_vars=dict(variables))) for template, variables in pairs])
     now, old = rendered[0::2], rendered[1::2]
     for variables, got, want in zip(cases, now, old):
         assert _with_defaults(got, spec) == _with_defaults(want, spec), variables

@@ -61,7 +61,7 @@ class OwnError(Exception):
 def _run(work, **kwargs):
     FakeModule.instances = []
     with pytest.raises(Exited):
-        run_module({"x": {"type": "str"}}, work, module_class=FakeModule, **kwargs)
+        run_module({"x": {"type": "str"}}, work, supports_check_mode=True, module_class=FakeModule, **kwargs)
     return FakeModule.instances[0]
 
 
@@ -99,7 +99,7 @@ def test_other_exceptions_are_not_turned_into_failures():
 
     FakeModule.instances = []
     with pytest.raises(OwnError):
-        run_module({}, work, module_class=FakeModule)
+        run_module({}, work, supports_check_mode=True, module_class=FakeModule)
 
 
 def test_failure_of_reads_message_msg_or_the_text():
@@ -171,6 +171,10 @@ def test_every_module_states_its_attributes(name):
     else:
         assert "action_group" not in attributes, name
     assert ("diff" in _doc(name, "RETURN")) == (attributes["diff_mode"]["support"] != "none"), name
+    # The module says in its own file whether it supports check mode, as its docs do.
+    main = [node for node in _tree(name).body if isinstance(node, ast.FunctionDef) and node.name == "main"][0]
+    declared = dict((k.arg, k.value) for k in main.body[0].value.keywords)["supports_check_mode"]
+    assert declared.value is (attributes["check_mode"]["support"] != "none"), name
 
 
 # --- app_release: the diff of the current link ---------------------------------------------------

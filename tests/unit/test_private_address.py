@@ -1,17 +1,14 @@
 """The private address of a host (filter bosun.platform.private_address), as the postgresql,
 redis and elasticsearch roles take it."""
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.bosun.platform.plugins.filter import private_address as flt
 
-from tests.support.collection import collections_path
+from tests.support.templating import render_all
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROLES = ("postgresql", "redis", "elasticsearch")
@@ -138,33 +135,6 @@ CASES = [
     dict(facts={}, bosun="10.2.2.2", want="10.2.2.2"),
 ]
 
-# Rendered by Ansible's own templating in a child process: there the collection loader is in
-# place before anything imports ansible_collections (here the imports above came first).
-RENDER = """
-import json, sys
-from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import init_plugin_loader
-from ansible.template import Templar, trust_as_template
-init_plugin_loader([sys.argv[1]])
-out = [Templar(loader=DataLoader(), variables=v).template(trust_as_template(t)) for t, v in json.load(sys.stdin)]
-json.dump(out, sys.stdout)
-"""
-
-
-def _render_all(pairs):
-    """Each (template, variables) rendered as a play would render it."""
-    proc = subprocess.run(
-        [sys.executable, "-c", RENDER, collections_path()],
-        input=json.dumps(pairs),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
-
 
 def _role_expression(role):
     with open(os.path.join(ROOT, "roles", role, "vars", "main.yml")) as f:
@@ -180,7 +150,7 @@ def test_each_role_gives_what_it_gave_before_the_filter(role):
             variables["bosun_private_address"] = case["bosun"]
         pairs.append((_role_expression(role), variables))
         pairs.append((BEFORE, dict(variables, role_private_address=variables["%s_private_address" % role])))
-    rendered = _render_all(pairs)
+    rendered = render_all(pairs)
     now, before = rendered[0::2], rendered[1::2]
     assert before == [case["want"] for case in CASES]
     assert now == before
