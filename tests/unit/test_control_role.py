@@ -82,11 +82,20 @@ def collections_used(node, found):
 
 
 def imported_files(node, base, found):
-    """Task files a playbook imports or includes (static paths only), recursively."""
+    """Task files a playbook imports or includes (static paths only, and the entry points
+    tasks_from of this collection's roles), recursively."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key.endswith(("import_tasks", "include_tasks")) and isinstance(value, str) and "{{" not in value:
-                path = os.path.normpath(os.path.join(base, value))
+            role_entry = None
+            if key.endswith(("import_role", "include_role")) and isinstance(value, dict):
+                name = str(value.get("name", ""))
+                if name.startswith("bosun.platform."):
+                    role = name.rsplit(".", 1)[1]
+                    role_entry = os.path.join(ROOT, "roles", role, "tasks", "%s.yml" % value.get("tasks_from", "main"))
+            if role_entry or (
+                key.endswith(("import_tasks", "include_tasks")) and isinstance(value, str) and "{{" not in value
+            ):
+                path = role_entry or os.path.normpath(os.path.join(base, value))
                 if path not in found:
                     found.add(path)
                     imported_files(load(path), os.path.dirname(path), found)

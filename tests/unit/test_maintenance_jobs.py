@@ -1,7 +1,8 @@
 """The maintenance jobs as the playbooks define them, checked without running them.
 
 - the catalogue's known tags (roles/maintenance_schedule) are exactly the jobs of
-  playbooks/maintenance.yml, and the example inventory's catalogue validates against them;
+  playbooks/maintenance.yml (each the entry point of the same name of the role
+  bosun.platform.maintenance), and the example inventory's catalogue validates against them;
 - every database task of the backup, restore and PITR playbooks and of the database
   maintenance jobs runs as the postgres system user (become), so peer authentication over the
   socket works with no login set and the 0700 backup directories are writable, whatever user
@@ -16,6 +17,7 @@ from ansible_collections.bosun.platform.plugins.filter import maintenance_catalo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
+ROLE_INCLUDES = ("ansible.builtin.import_role", "ansible.builtin.include_role")
 
 
 def load(*parts):
@@ -28,6 +30,14 @@ def maintenance_job_tags():
     for play in load("playbooks", "maintenance.yml"):
         tags.extend(t for t in play.get("tags", []) if t != "always")
     return tags
+
+
+def test_each_job_is_the_role_entry_point_of_its_tag():
+    for play in load("playbooks", "maintenance.yml")[1:]:
+        (tag,) = play["tags"]
+        (task,) = play["tasks"]
+        assert task["ansible.builtin.include_role"] == {"name": "bosun.platform.maintenance", "tasks_from": tag}
+        assert os.path.exists(os.path.join(ROOT, "roles", "maintenance", "tasks", tag + ".yml"))
 
 
 def known_tags():
@@ -74,7 +84,8 @@ def action_of(task):
 
 
 def walk(tasks, inherited, here):
-    """(task, effective become, effective become_user, file) for every task, imports followed."""
+    """(task, action, effective become and become_user, file) for every task; imports and the
+    entry points (tasks_from) of this collection's roles followed."""
     for task in tasks or []:
         ctx = dict(inherited)
         for key in ("become", "become_user"):
@@ -92,11 +103,18 @@ def walk(tasks, inherited, here):
             with open(path, encoding="utf-8") as f:
                 yield from walk(yaml.safe_load(f), ctx, path)
             continue
+        if action in ROLE_INCLUDES and str(task[action].get("name", "")).startswith("bosun.platform."):
+            role = task[action]["name"].rsplit(".", 1)[1]
+            path = os.path.join(ROOT, "roles", role, "tasks", "%s.yml" % task[action].get("tasks_from", "main"))
+            with open(path, encoding="utf-8") as f:
+                yield from walk(yaml.safe_load(f), ctx, path)
+            continue
         yield task, action, ctx, here
 
 
 def resolved(value, play_vars):
-    """A become_user given as "{{ var }}" of the play's vars, resolved one level."""
+    """A become_user given as "{{ var }}" of the play's vars or of the maintenance role's
+    defaults, resolved one level."""
     text = str(value)
     name = text.strip("{} ")
     if text.startswith("{{") and name in play_vars:
@@ -111,7 +129,8 @@ def plays_tasks(name):
         for task, action, found, where in walk(play.get("tasks"), ctx, path):
             eff = dict(found)
             if "become_user" in eff:
-                eff["become_user"] = resolved(eff["become_user"], play.get("vars") or {})
+                known = dict(load("roles", "maintenance", "defaults", "main.yml"), **(play.get("vars") or {}))
+                eff["become_user"] = resolved(eff["become_user"], known)
             yield play, task, action, eff, where
 
 

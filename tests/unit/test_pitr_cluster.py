@@ -64,12 +64,18 @@ def test_an_explicit_version_the_host_does_not_list_uses_the_debian_paths():
         pitr_cluster(ONE, version="15; rm")
 
 
-PITR_FILES = ["restore_pitr.yml", "pitr_drill.yml", os.path.join("tasks", "maintenance_pitr_drill.yml")]
+PITR_FILES = [
+    os.path.join("playbooks", "restore_pitr.yml"),
+    os.path.join("playbooks", "pitr_drill.yml"),
+    os.path.join("roles", "maintenance", "tasks", "pitr_drill_steps.yml"),
+    os.path.join("roles", "maintenance", "tasks", "pitr_cluster.yml"),
+    os.path.join("roles", "maintenance", "defaults", "main.yml"),
+]
 
 
 @pytest.mark.parametrize("name", PITR_FILES)
 def test_the_pitr_playbooks_assume_no_version(name):
-    with open(os.path.join(ROOT, "playbooks", name), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, name), encoding="utf-8") as f:
         text = f.read()
     assert not re.search(r"bosun_pitr_pg_version \| default\('\d+'\)", text)
     assert "/15/" not in text
