@@ -54,6 +54,13 @@ def deploy_resolve(request, repo="", artifact_stat=None, version=None, ls_remote
     return run
 
 
+def deploy_preflight_checks(host_vars, groups):
+    """The preflight's ``health_check`` checks for one data host (see _deploy.preflight_checks)."""
+    if isinstance(groups, str) or not isinstance(groups, (list, tuple)):
+        raise AnsibleFilterError("deploy_preflight_checks expects the host's group names, got %r" % (groups,))
+    return _deploy.preflight_checks(_mapping(host_vars, "deploy_preflight_checks"), list(groups))
+
+
 def deploy_preflight(results):
     """The problems of the data tier that refuse a deploy, one line each."""
     return _deploy.preflight_problems(results or [])
@@ -144,6 +151,13 @@ def deploy_url_checks(paths, kind, base, server_name="", validate_certs=False, c
     return _deploy.url_checks(kind, paths, base, server_name, validate_certs, ca_cert_data, status_codes or [200])
 
 
+def deploy_dump_label(release):
+    """The label of the restore point taken before the deploy of ``release``."""
+    if release is None or not str(release):
+        raise AnsibleFilterError("deploy_dump_label expects a release id, got %r" % (release,))
+    return _deploy.dump_label(release)
+
+
 def deploy_log_line(record):
     """The controller's deployment-log line of a run record."""
     return _deploy.log_line(_mapping(record, "deploy_log_line"))
@@ -155,6 +169,7 @@ class FilterModule:
             deploy_request=deploy_request,
             deploy_resolve=deploy_resolve,
             deploy_preflight=deploy_preflight,
+            deploy_preflight_checks=deploy_preflight_checks,
             deploy_states=deploy_states,
             deploy_batch=deploy_batch,
             deploy_gate_checks=deploy_gate_checks,
@@ -164,4 +179,5 @@ class FilterModule:
             deploy_outcome=deploy_outcome,
             deploy_url_checks=deploy_url_checks,
             deploy_log_line=deploy_log_line,
+            deploy_dump_label=deploy_dump_label,
         )

@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import copy
 import json
 import os
 import re
@@ -174,6 +175,42 @@ def resolve(req, repo="", artifact_stat=None, version=None, ls_remote=None):
     if problem:
         run["error"] = "deploy: %s; name the release with -e release=ID." % problem
     return run
+
+
+# The checks of the deploy's preflight per data tier: (group, base check, the host's
+# variable merged into it). Elasticsearch's connection is the host's bosun_elasticsearch.
+PREFLIGHT_TIERS = (
+    ("db", {"name": "PostgreSQL", "type": "postgres", "labels": {"tier": "db"}}, "bosun_health_postgres"),
+    ("cache", {"name": "Redis", "type": "redis", "labels": {"tier": "cache"}}, "bosun_health_redis"),
+    (
+        "search",
+        {"name": "Elasticsearch", "type": "elasticsearch", "labels": {"tier": "search"}},
+        "bosun_health_elasticsearch",
+    ),
+)
+PREFLIGHT_DISK = {"name": "disk /", "type": "disk", "disk": {"path": "/"}}
+
+
+def preflight_checks(host_vars, groups):
+    """The ``health_check`` checks the deploy's preflight runs on one data host.
+
+    ``host_vars`` are the host's variables, ``groups`` the names of its groups. One check per
+    data tier the host is in (PostgreSQL, Redis, Elasticsearch), each merged recursively with
+    the host's ``bosun_health_<service>`` settings (a list in them replaces the default's),
+    then the root disk.
+    """
+    host_vars = host_vars or {}
+    groups = set(groups or [])
+    checks = []
+    for group, base, settings in PREFLIGHT_TIERS:
+        if group not in groups:
+            continue
+        check = copy.deepcopy(base)
+        if group == "search":
+            check["elasticsearch"] = host_vars.get("bosun_elasticsearch") or {}
+        checks.append(_merge(check, host_vars.get(settings) or {}))
+    checks.append(copy.deepcopy(PREFLIGHT_DISK))
+    return checks
 
 
 def preflight_problems(results):

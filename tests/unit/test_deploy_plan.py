@@ -624,7 +624,43 @@ def test_dump_label():
     assert d.dump_label("v1_2-3") == "pre-deploy-v1_2-3"
 
 
+def test_dump_label_filter_is_the_label_the_deploy_takes():
+    # The rollback's restore asks for the label the deploy wrote: the same function.
+    run = flt.deploy_resolve(_file_request("/srv/app.tar.gz", release="2.0.0+b.7"), artifact_stat=_stat())
+    assert flt.deploy_dump_label(run["release"]) == run["dump_label"] == "pre-deploy-2_0_0_b_7"
+    for empty in ("", None):
+        with pytest.raises(AnsibleFilterError, match="deploy_dump_label expects a release id"):
+            flt.deploy_dump_label(empty)
+
+
 # --- Preflight, gate, URL checks, log ----------------------------------------------------
+
+
+def test_preflight_checks_per_tier_merged_with_the_hosts_settings():
+    host_vars = {
+        "bosun_health_postgres": {"postgres": {"login_db": "app"}, "labels": {"site": "fra1"}},
+        "bosun_elasticsearch": {"url": "https://10.0.0.5:9200"},
+        "bosun_health_elasticsearch": {"elasticsearch": {"validate_certs": False}},
+    }
+    checks = flt.deploy_preflight_checks(host_vars, ["db", "search", "all_hosts"])
+    assert [c["name"] for c in checks] == ["PostgreSQL", "Elasticsearch", "disk /"]
+    assert checks[0] == {
+        "name": "PostgreSQL",
+        "type": "postgres",
+        "labels": {"tier": "db", "site": "fra1"},
+        "postgres": {"login_db": "app"},
+    }
+    assert checks[1]["elasticsearch"] == {"url": "https://10.0.0.5:9200", "validate_certs": False}
+    assert checks[2] == {"name": "disk /", "type": "disk", "disk": {"path": "/"}}
+    # A cache host without settings: the default Redis check; the defaults are not shared state.
+    redis = flt.deploy_preflight_checks({}, ["cache"])
+    assert redis[0] == {"name": "Redis", "type": "redis", "labels": {"tier": "cache"}}
+    redis[0]["labels"]["tier"] = "changed"
+    assert flt.deploy_preflight_checks({}, ["cache"])[0]["labels"] == {"tier": "cache"}
+    # A host in no data group gets the disk check only.
+    assert flt.deploy_preflight_checks({}, ["app"]) == [{"name": "disk /", "type": "disk", "disk": {"path": "/"}}]
+    with pytest.raises(AnsibleFilterError, match="expects the host's group names"):
+        flt.deploy_preflight_checks({}, "db")
 
 
 def test_preflight_problems():
@@ -799,7 +835,7 @@ def test_the_states_feed_the_other_filters():
 
 def test_every_filter_is_documented_with_its_signature():
     filters = flt.FilterModule().filters()
-    assert len(filters) == 12
+    assert len(filters) == 14
     for name, func in filters.items():
         with open(os.path.join(ROOT, "plugins", "filter", name + ".yml"), encoding="utf-8") as f:
             doc = yaml.safe_load(f)["DOCUMENTATION"]
