@@ -113,8 +113,8 @@ def walk(tasks, inherited, here):
 
 
 def resolved(value, play_vars):
-    """A become_user given as "{{ var }}" of the play's vars or of the maintenance role's
-    defaults, resolved one level."""
+    """A become_user given as "{{ var }}" of the play's vars or of the maintenance or backup
+    role's defaults, resolved one level."""
     text = str(value)
     name = text.strip("{} ")
     if text.startswith("{{") and name in play_vars:
@@ -129,7 +129,11 @@ def plays_tasks(name):
         for task, action, found, where in walk(play.get("tasks"), ctx, path):
             eff = dict(found)
             if "become_user" in eff:
-                known = dict(load("roles", "maintenance", "defaults", "main.yml"), **(play.get("vars") or {}))
+                known = dict(
+                    load("roles", "maintenance", "defaults", "main.yml"),
+                    **load("roles", "backup", "defaults", "main.yml"),
+                    **(play.get("vars") or {}),
+                )
                 eff["become_user"] = resolved(eff["become_user"], known)
             yield play, task, action, eff, where
 
