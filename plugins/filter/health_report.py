@@ -1,7 +1,9 @@
 # Copyright: bosun.platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters that turn registered health_check results into one report (playbooks/health.yml).
+"""Filters of the health report (roles/health, playbooks/health.yml).
 
+- ``health_checks``: a host's groups and the role's settings -> the checks to run on it, those
+  that need root apart (the logic is in module_utils/_health_plan.py).
 - ``health_report``: the hosts of a play and their registered results -> the report dict
   (also the JSON file): status per host and tier, the items to show, recommendations.
 - ``health_report_text``: the report dict -> the text operators read.
@@ -22,6 +24,7 @@ from ansible_collections.bosun.platform.plugins.module_utils._checks.status impo
     summarize,
     worst,
 )
+from ansible_collections.bosun.platform.plugins.module_utils._health_plan import HealthPlanError, host_checks
 from ansible_collections.bosun.platform.plugins.module_utils._io import render_metrics
 
 ICONS = dict(ok="\u2705", warn="\u26a0\ufe0f", unknown="\u2754", crit="\U0001f534")
@@ -348,9 +351,22 @@ def health_report_metrics(report):
     )
 
 
+def health_checks(group_names, settings):
+    """The checks of a host in ``group_names``: ``{root: [...], other: [...]}``."""
+    if isinstance(group_names, str) or not isinstance(group_names, (list, tuple)):
+        raise AnsibleFilterError("health_checks expects the host's group_names as input")
+    if not isinstance(settings, dict):
+        raise AnsibleFilterError("health_checks: settings must be a mapping")
+    try:
+        return host_checks(list(group_names), settings)
+    except HealthPlanError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
 class FilterModule:
     def filters(self):
         return dict(
+            health_checks=health_checks,
             health_report=health_report,
             health_report_text=health_report_text,
             health_report_metrics=health_report_metrics,

@@ -192,7 +192,12 @@ def test_filters_reject_wrong_input():
         hr.health_report("lb1", HOSTVARS)
     with pytest.raises(AnsibleFilterError):
         hr.health_report_text({"x": 1})
-    assert set(hr.FilterModule().filters()) == {"health_report", "health_report_text", "health_report_metrics"}
+    assert set(hr.FilterModule().filters()) == {
+        "health_checks",
+        "health_report",
+        "health_report_text",
+        "health_report_metrics",
+    }
 
 
 def test_results_of_several_tasks_are_one_host_entry():
@@ -215,22 +220,26 @@ def test_results_of_several_tasks_are_one_host_entry():
 
 def test_health_playbook_runs_only_nginx_config_with_become():
     """nginx -t reads the TLS key (root only): as a non-root admin it needs become, the other
-    checks do not."""
+    checks do not (the role's entry point checks; the play header's become is the option)."""
     import os
 
     import yaml
+    from ansible_collections.bosun.platform.plugins.module_utils._health_plan import ROOT_TYPES
 
     root = os.path.join(os.path.dirname(__file__), "..", "..")
     with open(os.path.join(root, "playbooks", "health.yml")) as f:
         (play,) = yaml.safe_load(f)
-    checks = [t for t in play["tasks"] if "bosun.platform.health_check" in t]
+    with open(os.path.join(root, "roles", "health", "tasks", "checks.yml")) as f:
+        tasks = yaml.safe_load(f)
+    checks = [t for t in tasks if "bosun.platform.health_check" in t]
     assert len(checks) == 2, checks
     root_task, other = checks
     assert root_task.get("become") is True and "become" not in other
-    assert "selectattr('type', 'in', __bosun_health_root_types)" in root_task["bosun.platform.health_check"]["checks"]
-    assert "rejectattr('type', 'in', __bosun_health_root_types)" in other["bosun.platform.health_check"]["checks"]
-    assert play["vars"]["__bosun_health_root_types"] == ["nginx_config"]
+    assert root_task["bosun.platform.health_check"]["checks"] == "{{ __health_checks.root }}"
+    assert other["bosun.platform.health_check"]["checks"] == "{{ __health_checks.other }}"
+    assert ROOT_TYPES == ("nginx_config",)
     assert "become" not in play or play["become"] == "{{ bosun_health_become | default(false) }}"
+    assert [t["ansible.builtin.import_role"]["tasks_from"] for t in play["tasks"]] == ["checks", "report"]
 
 
 def test_search_line_and_advice_of_an_elasticsearch_check():
