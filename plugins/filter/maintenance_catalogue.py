@@ -5,7 +5,8 @@
 One list of jobs (``bosun_maintenance_jobs``) is the single source of the schedule. These
 filters validate it and turn it into systemd timer and service units or a cron file (role
 ``bosun.platform.maintenance_schedule``), the wrapper's configuration, and the arguments
-of ``awx.awx.job_template`` and ``awx.awx.schedule`` (``playbooks/awx_setup.yml``). The
+of ``awx.awx.job_template`` and ``awx.awx.schedule`` (``maintenance_awx_plan``: the entry point
+``awx`` of the role ``maintenance_schedule``, run by ``playbooks/awx_setup.yml``). The
 playbook ``maintenance.yml`` uses the window check and the metrics filter.
 
 A job::
@@ -475,6 +476,102 @@ def maintenance_awx_schedules(
     return out
 
 
+AWX_INPUTS_MSG = (
+    "set bosun_awx_project ({name, scm_url}), bosun_awx_inventory ({name}) and the job catalogue "
+    "bosun_maintenance_jobs (see docs/maintenance.md)"
+)
+
+
+def _text(mapping, key):
+    value = (mapping or {}).get(key)
+    return value if isinstance(value, str) and value else ""
+
+
+def maintenance_awx_plan(
+    jobs,
+    project=None,
+    inventory=None,
+    organization="Default",
+    playbook="maintenance.yml",
+    credentials=None,
+    execution_environment=None,
+    notify=False,
+    notification_name="bosun maintenance failures",
+    start_date="2026-01-01",
+    timezone="UTC",
+):
+    """Everything the AWX entry point creates, as the arguments of its awx.awx tasks.
+
+    ``execution_environment``, ``inventory_source`` and ``notification`` are None when there is
+    nothing to create (no execution environment: AWX's default; no source_path; no webhook).
+    The notification's URL is not here: it holds a token and stays in the task's no_log input.
+    """
+    project = dict(project or {})
+    inventory = dict(inventory or {})
+    ee = dict(execution_environment or {})
+    if not (_text(project, "name") and _text(project, "scm_url") and _text(inventory, "name") and jobs):
+        raise AnsibleFilterError(AWX_INPUTS_MSG)
+    ee_name = _text(ee, "name")
+    if ee_name and not _text(ee, "image"):
+        raise AnsibleFilterError(
+            "the execution environment %r needs an image (bosun_awx_execution_environment.image)" % (ee_name,)
+        )
+    plan = dict(organization=organization, execution_environment=None, inventory_source=None, notification=None)
+    if ee_name:
+        plan["execution_environment"] = dict(
+            name=ee_name,
+            image=ee["image"],
+            organization=organization,
+            pull=ee.get("pull") or "missing",
+            state="present",
+        )
+        if ee.get("credential"):
+            plan["execution_environment"]["credential"] = ee["credential"]
+    plan["project"] = dict(
+        name=project["name"],
+        organization=organization,
+        scm_type="git",
+        scm_url=project["scm_url"],
+        scm_branch=project.get("scm_branch") or "main",
+        scm_update_on_launch=True,
+        wait=True,
+        state="present",
+    )
+    if project.get("scm_credential"):
+        plan["project"]["credential"] = project["scm_credential"]
+    if ee_name:
+        plan["project"]["default_environment"] = ee_name
+    plan["inventory"] = dict(name=inventory["name"], organization=organization, state="present")
+    if inventory.get("source_path"):
+        plan["inventory_source"] = dict(
+            name="%s from %s" % (inventory["name"], project["name"]),
+            inventory=inventory["name"],
+            organization=organization,
+            source="scm",
+            source_project=project["name"],
+            source_path=inventory["source_path"],
+            overwrite=True,
+            update_on_launch=True,
+            state="present",
+        )
+    if notify:
+        plan["notification"] = dict(name=notification_name, organization=organization)
+    plan["job_templates"] = maintenance_awx_job_templates(
+        jobs,
+        project=project["name"],
+        inventory=inventory["name"],
+        organization=organization,
+        playbook=playbook,
+        credentials=credentials,
+        execution_environment=ee_name or None,
+        notification_templates_error=[notification_name] if notify else None,
+    )
+    plan["schedules"] = maintenance_awx_schedules(
+        jobs, organization=organization, start_date=start_date, timezone=timezone
+    )
+    return plan
+
+
 def maintenance_window(window, now=None, force=False):
     """Is ``now`` (a datetime, 'HH:MM' or ISO time, UTC) inside ``window``?
 
@@ -585,6 +682,7 @@ class FilterModule:
             maintenance_wrapper_config=maintenance_wrapper_config,
             maintenance_awx_job_templates=maintenance_awx_job_templates,
             maintenance_awx_schedules=maintenance_awx_schedules,
+            maintenance_awx_plan=maintenance_awx_plan,
             maintenance_window=maintenance_window,
             maintenance_result_metrics=maintenance_result_metrics,
         )

@@ -90,9 +90,9 @@ def test_awx_arguments_are_options_of_the_awx_modules(catalogue):
 
 
 def _awx_setup_task(module):
-    with open(os.path.join(ROOT, "playbooks", "awx_setup.yml"), encoding="utf-8") as f:
-        [play] = from_yaml(f.read())
-    [task] = [t for t in play["tasks"] if module in t]
+    with open(os.path.join(ROOT, "roles", "maintenance_schedule", "tasks", "awx.yml"), encoding="utf-8") as f:
+        [block] = from_yaml(f.read())
+    [task] = [t for t in block["block"] if module in t]
     return task[module]
 
 
@@ -108,6 +108,154 @@ def test_awx_setup_passes_every_rendered_argument(catalogue):
         assert set(args) == set(schedule_task)
     for key, value in template_task.items():
         assert "item.%s" % key in value
+
+
+PROJECT = {"name": "platform-ops", "scm_url": "https://git.example.org/ops/platform.git"}
+FULL_PROJECT = dict(PROJECT, scm_branch="stable", scm_credential="git")
+INVENTORY = {"name": "platform"}
+FULL_INVENTORY = dict(INVENTORY, source_path="inventories/production/hosts.yml")
+EE = {"name": "bosun-platform", "image": "registry.example.org/bosun-platform-ee:0.1.0"}
+FULL_EE = dict(EE, pull="always", credential="registry")
+
+
+def _full_plan(catalogue):
+    return mc.maintenance_awx_plan(
+        catalogue,
+        project=FULL_PROJECT,
+        inventory=FULL_INVENTORY,
+        organization="Ops",
+        credentials=["platform ssh", "platform vault"],
+        execution_environment=FULL_EE,
+        notify=True,
+        notification_name="ops slack",
+    )
+
+
+def test_awx_plan_with_everything(catalogue):
+    plan = _full_plan(catalogue)
+    assert plan["execution_environment"] == dict(
+        name="bosun-platform",
+        image=EE["image"],
+        organization="Ops",
+        pull="always",
+        credential="registry",
+        state="present",
+    )
+    assert plan["project"] == dict(
+        name="platform-ops",
+        organization="Ops",
+        scm_type="git",
+        scm_url=PROJECT["scm_url"],
+        scm_branch="stable",
+        credential="git",
+        scm_update_on_launch=True,
+        default_environment="bosun-platform",
+        wait=True,
+        state="present",
+    )
+    assert plan["inventory"] == dict(name="platform", organization="Ops", state="present")
+    assert plan["inventory_source"] == dict(
+        name="platform from platform-ops",
+        inventory="platform",
+        organization="Ops",
+        source="scm",
+        source_project="platform-ops",
+        source_path="inventories/production/hosts.yml",
+        overwrite=True,
+        update_on_launch=True,
+        state="present",
+    )
+    assert plan["notification"] == dict(name="ops slack", organization="Ops")
+    assert plan["job_templates"] == json.loads(fixture("awx_job_templates.json"))
+    assert plan["schedules"] == json.loads(fixture("awx_schedules.json"))
+
+
+def test_awx_plan_minimal_leaves_awx_defaults(catalogue):
+    plan = mc.maintenance_awx_plan(catalogue, project=PROJECT, inventory=INVENTORY)
+    assert plan["organization"] == "Default"
+    assert plan["execution_environment"] is None
+    assert plan["inventory_source"] is None
+    assert plan["notification"] is None
+    assert plan["project"]["scm_branch"] == "main"
+    assert "credential" not in plan["project"]
+    assert "default_environment" not in plan["project"]
+    for template in plan["job_templates"]:
+        assert "execution_environment" not in template
+        assert "notification_templates_error" not in template
+        assert template["playbook"] == "maintenance.yml"
+        assert template["credentials"] == []
+    assert plan["schedules"] == mc.maintenance_awx_schedules(catalogue)
+
+
+def test_awx_plan_ee_defaults_to_pull_missing(catalogue):
+    plan = mc.maintenance_awx_plan(catalogue, project=PROJECT, inventory=INVENTORY, execution_environment=EE)
+    assert plan["execution_environment"]["pull"] == "missing"
+    assert "credential" not in plan["execution_environment"]
+    assert {t["execution_environment"] for t in plan["job_templates"]} == {"bosun-platform"}
+
+
+@pytest.mark.parametrize(
+    "project, inventory, jobs",
+    [
+        ({}, INVENTORY, True),
+        ({"name": "p"}, INVENTORY, True),
+        ({"scm_url": "u"}, INVENTORY, True),
+        (PROJECT, {}, True),
+        (PROJECT, {"name": ""}, True),
+        (PROJECT, INVENTORY, False),
+        (None, None, True),
+    ],
+)
+def test_awx_plan_refuses_missing_inputs(catalogue, project, inventory, jobs):
+    with pytest.raises(AnsibleFilterError, match=r"set bosun_awx_project \(\{name, scm_url\}\)"):
+        mc.maintenance_awx_plan(catalogue if jobs else [], project=project, inventory=inventory)
+
+
+def test_awx_plan_refuses_an_ee_without_image(catalogue):
+    with pytest.raises(AnsibleFilterError, match="'bosun-platform' needs an image"):
+        mc.maintenance_awx_plan(
+            catalogue, project=PROJECT, inventory=INVENTORY, execution_environment={"name": "bosun-platform"}
+        )
+
+
+def test_awx_plan_names_the_wrong_job():
+    with pytest.raises(AnsibleFilterError, match="bad"):
+        mc.maintenance_awx_plan([{"name": "bad"}], project=PROJECT, inventory=INVENTORY)
+
+
+def test_awx_plan_never_holds_the_webhook(catalogue):
+    assert "hooks" not in json.dumps(_full_plan(catalogue))
+
+
+@pytest.mark.parametrize(
+    "section, module",
+    [
+        ("execution_environment", "awx.awx.execution_environment"),
+        ("project", "awx.awx.project"),
+        ("inventory", "awx.awx.inventory"),
+        ("inventory_source", "awx.awx.inventory_source"),
+        ("notification", "awx.awx.notification_template"),
+    ],
+)
+def test_awx_tasks_pass_every_planned_argument(catalogue, section, module):
+    args = _full_plan(catalogue)[section]
+    task = _awx_setup_task(module)
+    assert set(args) <= set(task)
+    for key in args:
+        assert "__maintenance_schedule_awx.%s.%s" % (section, key) in task[key]
+
+
+def test_awx_plan_arguments_are_options_of_the_awx_modules(catalogue):
+    plan = _full_plan(catalogue)
+    for section, module in [
+        ("execution_environment", "execution_environment"),
+        ("project", "project"),
+        ("inventory", "inventory"),
+        ("inventory_source", "inventory_source"),
+        ("notification", "notification_template"),
+    ]:
+        options = _awx_options(module)
+        assert set(plan[section]) <= options, (section, set(plan[section]) - options)
 
 
 def test_rrules_have_what_awx_requires(catalogue):
