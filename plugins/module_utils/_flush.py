@@ -43,7 +43,7 @@ SINGULAR = {"patterns": "pattern", "prefixes": "prefix"}
 FLUSH_ARGS = dict(
     patterns=dict(type="list", elements="str"),
     prefixes=dict(type="list", elements="str"),
-    db=dict(type="bool"),
+    whole_db=dict(type="bool", **deprecated_alias("db")),
     all=dict(type="bool"),
     allow_delete_all=dict(type="bool", default=False, **deprecated_alias("force")),
     max_keys=dict(type="int", no_log=False),
@@ -288,13 +288,14 @@ def plan(params):
     """
     where = describe(params)
     given = [name for name in ("patterns", "prefixes") if params.get(name) is not None]
-    given += [name for name in ("db", "all") if params.get(name)]
+    given += [name for name in ("whole_db", "all") if params.get(name)]
     if len(given) != 1:
         raise FlushError(
-            "give exactly one of patterns, prefixes, db: true or all: true (got %s)"
+            "give exactly one of patterns, prefixes, whole_db: true or all: true (got %s)"
             % (", ".join(given) if given else "none")
         )
-    scope = given[0]
+    # the option whole_db is the scope "db" (FLUSHDB) in the plan and the result
+    scope = {"whole_db": "db"}.get(given[0], given[0])
     if params.get("scan_count") is None or params["scan_count"] < 1:
         raise FlushError("scan_count must be 1 or more, not %s" % params.get("scan_count"))
     if params.get("max_keys") is not None and params["max_keys"] < 0:
@@ -303,7 +304,9 @@ def plan(params):
         raise FlushError("pause_ms must be 0 or more, not %s" % params["pause_ms"])
     if scope in ("db", "all"):
         if params.get("key_type"):
-            raise FlushError("key_type filters patterns and prefixes only; %s: true deletes keys of every type" % scope)
+            raise FlushError(
+                "key_type filters patterns and prefixes only; %s: true deletes keys of every type" % given[0]
+            )
         return dict(scope=scope, targets=[])
     values = params[scope]
     if not values:

@@ -17,12 +17,12 @@ description:
   - The lock is a JSON file on one host, created exclusively (C(O_EXCL)); it records the
     holder, the job, the start time and a random token. Only the token's holder releases it.
   - A live job's lock is never broken. Each job records its own time limit, O(stale_after)
-    (by default its O(timeout) plus 15 minutes), and, when it has one, leaves a keeper on the
+    (by default its O(job_timeout) plus 15 minutes), and, when it has one, leaves a keeper on the
     lock host, a small detached process that lives while the lock is held (at most
     O(stale_after) seconds, by the monotonic clock). Another job breaks the lock only when that
     time limit has passed and the keeper (same pid, process start time, boot id and pid
     namespace) is no longer running, and reports the previous holder in RV(broken). A job
-    without a time limit (O(timeout=0), the default) is never taken for dead; only
+    without a time limit (O(job_timeout=0), the default) is never taken for dead; only
     O(break_lock) breaks its lock.
   - Every change of the lock file happens under C(flock) of C(<path>.guard), and a new lock is
     published with C(link()), so a lock is never overwritten and two jobs never both hold it.
@@ -44,10 +44,13 @@ options:
     type: str
     choices: [acquired, released, query]
     default: acquired
-  owner:
-    description: Who takes the lock, for the message another job sees (user and controller).
+  taken_by:
+    description:
+      - Who takes the lock, for the message another job sees (user and controller).
+      - The alias C(owner) is deprecated and will be removed in version 2.0.0 of the collection.
     type: str
     default: unknown
+    aliases: [owner]
   job:
     description: What takes the lock (playbook, job template, tags).
     type: str
@@ -57,26 +60,31 @@ options:
       - The token returned by a previous acquire. Required with O(state=released) unless O(break_lock=true).
       - With O(state=acquired), a token equal to the holder's makes the call a no-op.
     type: str
-  timeout:
+  job_timeout:
     description:
       - The longest this job runs, in seconds, when something stops it then (the maintenance
         wrapper and AWX stop a job at its catalogue timeout). V(0) means not known.
       - With O(state=acquired), sets the default of O(stale_after).
+      - The alias C(timeout) is deprecated and will be removed in version 2.0.0 of the collection.
     type: int
     default: 0
+    aliases: [timeout]
   stale_after:
     description:
       - This job's own time limit, recorded in the lock it takes. After it, and only when the
         lock's keeper process is gone, another job may break the lock. V(0) never lets another
         job break it (only O(break_lock) does).
-      - Default O(timeout) + 900 when O(timeout) is set, else V(0).
+      - Default O(job_timeout) + 900 when O(job_timeout) is set, else V(0).
       - A lock written by an older version of this module, which records none, counts as
         stale after 7200 seconds.
     type: int
-  wait:
-    description: Seconds to wait for a held lock to be released before failing.
+  wait_for_lock:
+    description:
+      - Seconds to wait for a held lock to be released before failing.
+      - The alias C(wait) is deprecated and will be removed in version 2.0.0 of the collection.
     type: int
     default: 0
+    aliases: [wait]
   break_lock:
     description:
       - Break a held lock (acquire) or remove a lock held by another job (release).
@@ -106,10 +114,10 @@ notes:
 EXAMPLES = r"""
 - name: Take the platform lock
   bosun.platform.platform_lock:
-    owner: "{{ lookup('ansible.builtin.env', 'USER') }}@{{ lookup('ansible.builtin.pipe', 'hostname') }}"
+    taken_by: "{{ lookup('ansible.builtin.env', 'USER') }}@{{ lookup('ansible.builtin.pipe', 'hostname') }}"
     job: deploy.yml release {{ release_id }}
     # a scheduled job passes the timeout its scheduler enforces
-    timeout: "{{ bosun_lock_timeout | default(0) }}"
+    job_timeout: "{{ bosun_lock_timeout | default(0) }}"
   run_once: true
   delegate_to: "{{ bosun_lock_host }}"
   register: platform_lock
@@ -171,12 +179,12 @@ def argument_spec():
     return dict(
         path=dict(type="path", default="/var/lib/bosun/platform.lock"),
         state=dict(type="str", default="acquired", choices=["acquired", "released", "query"]),
-        owner=dict(type="str", default="unknown"),
+        taken_by=dict(type="str", default="unknown", **deprecated_alias("owner")),
         job=dict(type="str", default="unknown"),
         token=dict(type="str", no_log=False),
-        timeout=dict(type="int", default=0),
+        job_timeout=dict(type="int", default=0, **deprecated_alias("timeout")),
         stale_after=dict(type="int"),
-        wait=dict(type="int", default=0),
+        wait_for_lock=dict(type="int", default=0, **deprecated_alias("wait")),
         break_lock=dict(type="bool", default=False, **deprecated_alias("force")),
     )
 
@@ -220,12 +228,12 @@ def _work(module, p, path):
             os.makedirs(directory, 0o755, exist_ok=True)  # another job may create it meanwhile
     result = _lock.acquire(
         path,
-        owner=p["owner"],
+        owner=p["taken_by"],
         job=p["job"],
-        stale_after=_lock.lease(p["timeout"], p["stale_after"]),
+        stale_after=_lock.lease(p["job_timeout"], p["stale_after"]),
         token=p["token"],
         break_lock=p["break_lock"],
-        wait=p["wait"],
+        wait=p["wait_for_lock"],
         check_mode=module.check_mode,
         keeper=True,
     )

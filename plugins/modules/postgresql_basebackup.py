@@ -50,10 +50,13 @@ options:
       - The WAL archive (the C(--archive) directory of C(bosun-wal push)). Needed for the
         retention of archived WAL and for the archive metrics; without it no WAL is deleted.
     type: path
-  backup:
-    description: Set to V(false) to apply retention (and remove stale temp directories) only.
+  take_backup:
+    description:
+      - Set to V(false) to apply retention (and remove stale temp directories) only.
+      - The alias C(backup) is deprecated and will be removed in version 2.0.0 of the collection.
     type: bool
     default: true
+    aliases: [backup]
   compression:
     description:
       - V(auto) is V(zstd). C(pg_basebackup) 15 compresses C(base.tar) with every method; the
@@ -178,7 +181,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 backup:
-  description: The base backup written (in check mode, the one a real run would write); null with O(backup=false).
+  description: The base backup written (in check mode, the one a real run would write); null with O(take_backup=false).
   returned: always
   type: dict
   contains:
@@ -276,7 +279,7 @@ backup_dir:
 
 from ansible_collections.bosun.platform.plugins.module_utils._backup import basebackup, tools
 from ansible_collections.bosun.platform.plugins.module_utils._backup.job import backup_argument_spec
-from ansible_collections.bosun.platform.plugins.module_utils._module import run_module
+from ansible_collections.bosun.platform.plugins.module_utils._module import deprecated_alias, run_module
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import postgres_argument_spec
 
 
@@ -285,7 +288,7 @@ def argument_spec():
         **backup_argument_spec(
             backup_dir=dict(type="path", required=True),
             wal_archive_dir=dict(type="path"),
-            backup=dict(type="bool", default=True),
+            take_backup=dict(type="bool", default=True, **deprecated_alias("backup")),
             compression=dict(type="str", default="auto", choices=basebackup.COMPRESSIONS),
             compression_level=dict(type="int"),
             compression_location=dict(type="str", default="client", choices=basebackup.LOCATIONS),

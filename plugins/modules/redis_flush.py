@@ -19,9 +19,9 @@ description:
     a Lua script or C(KEYS).
   - Keys that do not match are never touched; prefixes are escaped, so the prefix C(a*b:)
     deletes only keys that start with the five characters C(a*b:).
-  - O(db) and O(all) use C(FLUSHDB ASYNC) and C(FLUSHALL ASYNC) unless O(flush_mode=sync).
+  - O(whole_db) and O(all) use C(FLUSHDB ASYNC) and C(FLUSHALL ASYNC) unless O(flush_mode=sync).
   - Guards. A pattern that matches every key (empty, or made only of C(*) and C(?)), and
-    O(db) or O(all) on a server that holds keys, are refused unless O(allow_delete_all=true).
+    O(whole_db) or O(all) on a server that holds keys, are refused unless O(allow_delete_all=true).
     O(max_keys) counts the matching keys first and deletes nothing when there are more.
   - In check mode the module runs the same SCAN, deletes nothing, and reports the exact
     number of keys a real run would delete (each key counted once, also when two patterns
@@ -46,7 +46,7 @@ options:
         C(user:*:), never every user's. C($$) is a literal C($).
       - A pattern with no literal prefix (empty, C(*), C(?*), C([^x]*), C(*:session)) can match
         any key and needs O(allow_delete_all=true).
-      - One of O(patterns), O(prefixes), O(db) or O(all) is required.
+      - One of O(patterns), O(prefixes), O(whole_db) or O(all) is required.
     type: list
     elements: str
   pattern_params:
@@ -61,17 +61,19 @@ options:
       - An empty prefix means every key and needs O(allow_delete_all=true).
     type: list
     elements: str
-  db:
+  whole_db:
     description:
       - Flush the whole database O(login_db) (C(FLUSHDB)). Needs O(allow_delete_all=true) when it holds keys.
+      - The alias C(db) is deprecated and will be removed in version 2.0.0 of the collection.
     type: bool
+    aliases: [db]
   all:
     description:
       - Flush every database of the server (C(FLUSHALL)). Needs O(allow_delete_all=true) when any holds keys.
     type: bool
   allow_delete_all:
     description:
-      - Allow a pattern that can match every key, and O(db) or O(all) on a server that holds keys.
+      - Allow a pattern that can match every key, and O(whole_db) or O(all) on a server that holds keys.
       - The same option as O(bosun.platform.elasticsearch_maintenance#module:allow_delete_all).
       - The alias C(force) is deprecated and will be removed in version 2.0.0 of the collection.
     type: bool
@@ -103,7 +105,7 @@ options:
     choices: [unlink, del]
   flush_mode:
     description:
-      - For O(db) and O(all). C(async) frees memory in the background; C(sync) before replying,
+      - For O(whole_db) and O(all). C(async) frees memory in the background; C(sync) before replying,
         which blocks the server for as long as that takes.
     type: str
     default: async
@@ -115,11 +117,11 @@ options:
     default: 0
 notes:
   - The user needs C(SCAN) and C(UNLINK) (or C(DEL)) on the keys it deletes, C(FLUSHDB) or
-    C(FLUSHALL) for O(db) and O(all), and preferably C(INFO) (to detect clusters and replicas
+    C(FLUSHALL) for O(whole_db) and O(all), and preferably C(INFO) (to detect clusters and replicas
     and to report RV(scanned)). C(CLIENT SETNAME) is used when allowed.
   - The cache-maintenance user of the C(bosun.platform.redis) role is exactly enough for O(patterns)
     and O(prefixes). C(FLUSHDB) and C(FLUSHALL) ignore key patterns, so that user may not run them;
-    O(db) and O(all) need the role's opt-in flush admin (user C(cache-flush-admin)), which may flush
+    O(whole_db) and O(all) need the role's opt-in flush admin (user C(cache-flush-admin)), which may flush
     but reads and writes no key.
   - Every error message names the server (C(Redis at host:port db N [as user])) and the cause (refused,
     timeout, wrong password, TLS files, an ACL refusal, a replica, cluster mode, a lost connection),
@@ -142,7 +144,7 @@ attributes:
   diff_mode:
     support: partial
     details:
-      - With C(--diff), for each pattern or prefix (each database for O(db) and O(all)) the number of
+      - With C(--diff), for each pattern or prefix (each database for O(whole_db) and O(all)) the number of
         keys it deletes before, and none after; in check mode, the keys a real run would delete.
       - Counts only; the names of the keys are not listed.
   action_group:
@@ -181,7 +183,7 @@ EXAMPLES = r"""
 
 - name: Flush database 2 over TLS
   bosun.platform.redis_flush:
-    db: true
+    whole_db: true
     allow_delete_all: true
     login_db: 2
     login_host: cache1.internal
@@ -211,14 +213,14 @@ db:
   sample: 0
 results:
   description:
-    - One entry per pattern (or prefix), in the order given; for O(db) and O(all) one entry per
+    - One entry per pattern (or prefix), in the order given; for O(whole_db) and O(all) one entry per
       database that held keys.
   returned: always
   type: list
   elements: dict
   contains:
     pattern:
-      description: The C(SCAN MATCH) pattern used (a prefix escaped and followed by C(*)); null for O(db) and O(all).
+      description: The C(SCAN MATCH) pattern used (a prefix escaped and followed by C(*)); null for O(whole_db) and O(all).
       type: str
       sample: "menu:*"
     prefix:
@@ -237,7 +239,7 @@ results:
       description:
         - Keys that matched. Deleting, the keys SCAN returned (Redis may return a key twice
           while it resizes its table); in check mode, distinct keys not already counted for an
-          earlier pattern; for O(db) and O(all), the keys the database held.
+          earlier pattern; for O(whole_db) and O(all), the keys the database held.
       type: int
       sample: 1000
     deleted:
@@ -246,7 +248,7 @@ results:
       type: int
       sample: 1000
     scan_calls:
-      description: SCAN commands sent for this pattern (0 for O(db) and O(all)).
+      description: SCAN commands sent for this pattern (0 for O(whole_db) and O(all)).
       type: int
       sample: 2
     duration_ms:
@@ -275,7 +277,7 @@ deleted:
 scanned:
   description:
     - Keys in the database when each SCAN pass started, summed over the passes (the keyspace
-      the passes walked over); 0 for O(db) and O(all). Null when the user may run neither
+      the passes walked over); 0 for O(whole_db) and O(all). Null when the user may run neither
       C(INFO) nor C(DBSIZE).
   returned: success
   type: int
@@ -292,7 +294,7 @@ redis_version:
   sample: 7.0.15
 diff:
   description:
-    - Per pattern or prefix (per database for O(db) and O(all)), the keys deleted before (in check mode,
+    - Per pattern or prefix (per database for O(whole_db) and O(all)), the keys deleted before (in check mode,
       that would be) and none after, one line each.
   returned: success, when run with C(--diff)
   type: dict

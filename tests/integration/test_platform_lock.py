@@ -14,7 +14,7 @@ def test_only_one_of_racing_jobs_gets_the_lock(tmp_path, run_module):
     path = str(tmp_path / "locks" / "platform.lock")
 
     def take(i):
-        return run_module("platform_lock", dict(path=path, owner="job%d" % i, job="race"))
+        return run_module("platform_lock", dict(path=path, taken_by="job%d" % i, job="race"))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(take, range(6)))
@@ -33,13 +33,13 @@ def test_only_one_of_racing_jobs_gets_the_lock(tmp_path, run_module):
 
 def test_check_mode_then_real_then_release(tmp_path, run_module):
     path = str(tmp_path / "platform.lock")
-    predicted = run_module("platform_lock", dict(path=path, owner="ops", job="deploy"), check_mode=True)
+    predicted = run_module("platform_lock", dict(path=path, taken_by="ops", job="deploy"), check_mode=True)
     assert predicted["rc"] == 0 and predicted["changed"] is True
     assert not os.path.exists(path)
 
-    taken = run_module("platform_lock", dict(path=path, owner="ops", job="deploy"))
+    taken = run_module("platform_lock", dict(path=path, taken_by="ops", job="deploy"))
     assert taken["changed"] is True and taken["token"]
-    again = run_module("platform_lock", dict(path=path, owner="ops", job="deploy", token=taken["token"]))
+    again = run_module("platform_lock", dict(path=path, taken_by="ops", job="deploy", token=taken["token"]))
     assert again["rc"] == 0 and again["changed"] is False
 
     wrong = run_module("platform_lock", dict(path=path, state="released", token="nope"))
@@ -59,9 +59,9 @@ def test_check_mode_then_real_then_release(tmp_path, run_module):
 def test_stale_lock_is_broken_with_report(tmp_path, run_module):
     path = str(tmp_path / "platform.lock")
     # a job that allows itself one second, and is not released
-    run_module("platform_lock", dict(path=path, owner="crashed-job", job="deploy", stale_after=1))
+    run_module("platform_lock", dict(path=path, taken_by="crashed-job", job="deploy", stale_after=1))
     time.sleep(1.2)
-    taken = run_module("platform_lock", dict(path=path, owner="next-job", job="deploy"))
+    taken = run_module("platform_lock", dict(path=path, taken_by="next-job", job="deploy"))
     assert taken["rc"] == 0, taken.get("msg")
     assert taken["broken"]["owner"] == "crashed-job"
     assert json.loads(open(path).read())["owner"] == "next-job"
@@ -106,12 +106,12 @@ def _wait_gone(keeper, seconds=10):
 def test_a_restore_drills_lock_is_not_broken_by_a_deploy_after_two_hours(tmp_path, run_module):
     path = str(tmp_path / "platform.lock")
     drill = run_module(
-        "platform_lock", dict(path=path, owner="timer@ops", job="maintenance restore_drill", stale_after=11700)
+        "platform_lock", dict(path=path, taken_by="timer@ops", job="maintenance restore_drill", stale_after=11700)
     )
     assert drill["rc"] == 0, drill.get("msg")
     _backdate(path, 2 * 3600 + 300)
 
-    deploy = run_module("platform_lock", dict(path=path, owner="alice", job="deploy 2.0.0"))
+    deploy = run_module("platform_lock", dict(path=path, taken_by="alice", job="deploy 2.0.0"))
 
     assert deploy["rc"] != 0, "the deploy broke the lock of a live restore drill"
     assert "is held by timer@ops running maintenance restore_drill" in deploy["msg"]
@@ -122,7 +122,7 @@ def test_the_keeper_holds_the_lock_past_its_time_limit_until_it_is_gone(tmp_path
     path = str(tmp_path / "platform.lock")
     started = time.monotonic()
     drill = run_module(
-        "platform_lock", dict(path=path, owner="timer@ops", job="maintenance restore_drill", timeout=10800)
+        "platform_lock", dict(path=path, taken_by="timer@ops", job="maintenance restore_drill", job_timeout=10800)
     )
     assert drill["rc"] == 0, drill.get("msg")
     assert time.monotonic() - started < 20  # the keeper does not hold the module's output open
@@ -131,7 +131,7 @@ def test_the_keeper_holds_the_lock_past_its_time_limit_until_it_is_gone(tmp_path
     assert _lock.keeper_state(keeper) == "alive"
 
     _backdate(path, 5 * 3600)  # past its time limit: a clock jump, or a file touched by hand
-    deploy = run_module("platform_lock", dict(path=path, owner="alice", job="deploy 2.0.0", timeout=600))
+    deploy = run_module("platform_lock", dict(path=path, taken_by="alice", job="deploy 2.0.0", job_timeout=600))
     assert deploy["rc"] != 0
     assert "keeper process %d" % keeper["pid"] in deploy["msg"]
     query = run_module("platform_lock", dict(path=path, state="query"))
@@ -142,7 +142,7 @@ def test_the_keeper_holds_the_lock_past_its_time_limit_until_it_is_gone(tmp_path
     assert _wait_gone(keeper)
     query = run_module("platform_lock", dict(path=path, state="query"))
     assert query["stale"] is True
-    deploy = run_module("platform_lock", dict(path=path, owner="alice", job="deploy 2.0.0"))
+    deploy = run_module("platform_lock", dict(path=path, taken_by="alice", job="deploy 2.0.0"))
     assert deploy["rc"] == 0, deploy.get("msg")
     assert deploy["broken"]["owner"] == "timer@ops"
     assert deploy["holder"]["keeper"] is None  # no time limit: no keeper, only break_lock breaks it
@@ -150,7 +150,7 @@ def test_the_keeper_holds_the_lock_past_its_time_limit_until_it_is_gone(tmp_path
 
 def test_the_keeper_ends_when_the_lock_is_released(tmp_path, run_module):
     path = str(tmp_path / "platform.lock")
-    held = run_module("platform_lock", dict(path=path, owner="timer@ops", job="vacuum", timeout=600))
+    held = run_module("platform_lock", dict(path=path, taken_by="timer@ops", job="vacuum", job_timeout=600))
     keeper = held["holder"]["keeper"]
     assert _lock.keeper_state(keeper) == "alive"
     released = run_module("platform_lock", dict(path=path, state="released", token=held["token"]))

@@ -247,20 +247,20 @@ def test_db_scope_needs_allow_delete_all_and_leaves_other_databases(r, server, f
     db1.mset({"a": 1, "b": 2, "c": 3})
     r.set("db0", 1)
 
-    refused = flush(db=True, login_db=1)
+    refused = flush(whole_db=True, login_db=1)
     assert refused["rc"] != 0 and "holds 3 keys in database 1" in refused["msg"]
     assert refused["deleted"] == 0 and db1.dbsize() == 3
 
-    predicted = flush(check_mode=True, db=True, login_db=1, allow_delete_all=True)
+    predicted = flush(check_mode=True, whole_db=True, login_db=1, allow_delete_all=True)
     assert predicted["changed"] is True and predicted["deleted"] == 3
     assert db1.dbsize() == 3
 
-    done = flush(db=True, login_db=1, allow_delete_all=True)
+    done = flush(whole_db=True, login_db=1, allow_delete_all=True)
     assert done["rc"] == 0 and done["changed"] is True and done["deleted"] == 3
     assert db1.dbsize() == 0 and r.get("db0") == b"1"
     assert r.info("commandstats")["cmdstat_flushdb"]["calls"] == 1
 
-    empty = flush(db=True, login_db=1)  # an empty database needs no allow_delete_all and is not changed
+    empty = flush(whole_db=True, login_db=1)  # an empty database needs no allow_delete_all and is not changed
     assert empty["rc"] == 0 and empty["changed"] is False and empty["deleted"] == 0
 
 
@@ -281,9 +281,9 @@ def test_all_scope_counts_every_database(r, server, flush):
     "args, message",
     [
         (dict(), "give exactly one of"),
-        (dict(patterns=["a:*"], db=True), "got patterns, db"),
+        (dict(patterns=["a:*"], whole_db=True), "got patterns, whole_db"),
         (dict(patterns=[]), "patterns is empty"),
-        (dict(db=True, key_type="hash"), "key_type filters patterns and prefixes only"),
+        (dict(whole_db=True, key_type="hash"), "key_type filters patterns and prefixes only"),
         (dict(patterns=["a:*"], scan_count=0), "scan_count must be 1 or more"),
     ],
 )
@@ -544,7 +544,7 @@ def test_playbook_parameter_is_a_literal_never_a_wildcard(r, playbook):
 def test_playbook_is_refused_while_another_job_holds_the_platform_lock(r, playbook, tmp_path, run_module):
     r.mset({"business:1": 1, "search:1": 1})
     lock = str(tmp_path / "platform.lock")
-    held = run_module("platform_lock", dict(path=lock, owner="deploy", job="deploy 2.0.0"))
+    held = run_module("platform_lock", dict(path=lock, taken_by="deploy", job="deploy 2.0.0"))
     assert held["rc"] == 0, held.get("msg")
 
     proc = playbook("-e", "cache_group=business")

@@ -92,7 +92,7 @@ def test_retention_keeps_the_wal_of_the_oldest_kept_backup(tmp_path, check_mode)
         name = "0000000100000000%08X" % i
         (tmp_path / name).write_bytes(name.encode())
         wal.push(store, str(tmp_path / name), method="none")
-    p = params(backup_dir=str(base), wal_archive_dir=str(archive), keep_last=2, backup=False)
+    p = params(backup_dir=str(base), wal_archive_dir=str(archive), keep_last=2, take_backup=False)
     result = basebackup.run(p, Runner(), check_mode=check_mode)
     assert [os.path.basename(x) for x in result["deleted"]] == ["20250102T020000Z.dir", "20250101T020000Z.dir"]
     assert result["wal_kept_from"] == "000000010000000000000008"
@@ -125,7 +125,7 @@ def test_no_wal_is_deleted_when_a_kept_backup_does_not_say_what_it_needs(tmp_pat
     (tmp_path / "seg").write_bytes(b"x")
     wal.push(store, str(tmp_path / "seg"), "000000010000000000000001", method="none")
     result = basebackup.run(
-        params(backup_dir=str(base), wal_archive_dir=str(archive), keep_last=2, backup=False), Runner()
+        params(backup_dir=str(base), wal_archive_dir=str(archive), keep_last=2, take_backup=False), Runner()
     )
     assert result["wal_deleted"] == [] and result["wal_kept_from"] is None
     assert "no archived WAL was deleted" in result["warnings"][0]

@@ -241,7 +241,7 @@ def test_module_documentation_is_valid_yaml_and_matches_the_options():
     from ansible_collections.bosun.platform.plugins.modules import platform_lock
 
     options = yaml.safe_load(platform_lock.DOCUMENTATION)["options"]
-    assert options["timeout"] == dict(options["timeout"], type="int", default=0)
+    assert options["job_timeout"] == dict(options["job_timeout"], type="int", default=0, aliases=["timeout"])
     assert options["stale_after"]["type"] == "int" and "default" not in options["stale_after"]
     assert {"stale", "reason", "holder"} <= set(yaml.safe_load(platform_lock.RETURN))
     assert yaml.safe_load(platform_lock.EXAMPLES)

@@ -31,6 +31,11 @@ RENAMES = [
     ("platform_lock", "break_lock", "force"),
     ("redis_flush", "allow_delete_all", "force"),
     ("elasticsearch_maintenance", "allow_delete_all", "force"),
+    ("postgresql_basebackup", "take_backup", "backup"),
+    ("redis_flush", "whole_db", "db"),
+    ("platform_lock", "taken_by", "owner"),
+    ("platform_lock", "job_timeout", "timeout"),
+    ("platform_lock", "wait_for_lock", "wait"),
 ]
 
 # The names that had several meanings, and the only modules that now take each (deprecated
@@ -50,22 +55,31 @@ OWNERS = {
     "allow_delete_all": {"redis_flush", "elasticsearch_maintenance"},
     # how a new backup is checked before it is published: list, full, none
     "verify": {"postgresql_dump", "postgresql_basebackup"},
+    # which backup to restore (latest, a label's newest, an id or a path)
+    "backup": {"postgresql_restore"},
+    # take a base backup (false: retention only)
+    "take_backup": {"postgresql_basebackup"},
+    # a PostgreSQL database's name
+    "db": {"postgresql_dump", "postgresql_maintenance", "postgresql_restore"},
+    # FLUSHDB of the selected Redis database
+    "whole_db": {"redis_flush"},
+    # the owner role of a PostgreSQL database (as community.postgresql's postgresql_db owner)
+    "owner": {"postgresql_restore"},
+    # who takes the platform lock
+    "taken_by": {"platform_lock"},
+    # one request's timeout, in seconds
+    "timeout": {"elasticsearch_maintenance"},
+    # the longest a job holding the platform lock runs, in seconds
+    "job_timeout": {"platform_lock"},
+    # wait for the drained server's connections to end (nginx_upstream)
+    "wait": {"nginx_upstream"},
+    # seconds to wait for a held platform lock
+    "wait_for_lock": {"platform_lock"},
 }
 
-# Names that two modules still use with two meanings: left as they are for now, listed so
-# that no new one appears unnoticed.
-DIFFERENT_MEANINGS = {
-    # postgresql_basebackup: take a backup (false: retention only); postgresql_restore: which backup
-    "backup",
-    # redis_flush: flush the whole database; the postgres modules: a database name
-    "db",
-    # platform_lock: who holds the lock; postgresql_restore: the restored database's owner role
-    "owner",
-    # platform_lock: the job's run time; elasticsearch_maintenance: one request's timeout
-    "timeout",
-    # platform_lock: seconds to wait for the lock; nginx_upstream: wait for the drain
-    "wait",
-}
+# Names that two modules still use with two meanings: none are left; a new one fails the
+# test below until it is renamed.
+DIFFERENT_MEANINGS = set()
 
 # The same meaning in another representation (a path is a str, seconds are int or float).
 SAME_KIND = {"path": "str", "float": "number", "int": "number"}

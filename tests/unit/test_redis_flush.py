@@ -132,17 +132,17 @@ def test_plan_prefixes_carry_the_prefix():
 
 
 def test_plan_db_false_is_not_a_scope():
-    assert _flush.plan(params(patterns=["a:*"], db=False))["scope"] == "patterns"
+    assert _flush.plan(params(patterns=["a:*"], whole_db=False))["scope"] == "patterns"
     assert _flush.plan(params(all=True))["scope"] == "all"
 
 
 @pytest.mark.parametrize(
     "over, message",
     [
-        (dict(), "give exactly one of patterns, prefixes, db: true or all: true (got none)"),
-        (dict(db=False), "(got none)"),
+        (dict(), "give exactly one of patterns, prefixes, whole_db: true or all: true (got none)"),
+        (dict(whole_db=False), "(got none)"),
         (dict(patterns=["a"], prefixes=["b"]), "(got patterns, prefixes)"),
-        (dict(db=True, all=True), "(got db, all)"),
+        (dict(whole_db=True, all=True), "(got whole_db, all)"),
         (dict(patterns=[]), "patterns is empty"),
         (dict(prefixes=[None]), "prefixes holds an empty (null) entry"),
         (dict(patterns=["a"], scan_count=0), "scan_count must be 1 or more"),

@@ -112,7 +112,7 @@ def test_a_job_is_refused_while_the_lock_is_held_and_the_failure_is_posted(host)
     assert idle, "selftest still running"
     take = host.run(
         "%s localhost -i /etc/bosun/inventory.ini -o -m bosun.platform.platform_lock "
-        "-a 'owner=alice job=\"deploy 2026.11.3\"'" % ANSIBLE
+        "-a 'taken_by=alice job=\"deploy 2026.11.3\"'" % ANSIBLE
     )
     assert take.rc == 0, take.stdout + take.stderr
 

@@ -188,7 +188,7 @@ def test_whole_database_flush_needs_the_flush_admin_user(host):
         flusher.get("session:db0")
     with pytest.raises(redis.exceptions.NoPermissionError):
         flusher.set("session:db0", "x")
-    result = _flush(FLUSH_ADMIN, db=True, allow_delete_all=True, login_db=3)
+    result = _flush(FLUSH_ADMIN, whole_db=True, allow_delete_all=True, login_db=3)
     assert not result.get("failed") and result["deleted"] == 5, result
     assert admin.dbsize() == 0
     assert app.get("session:db0") == b"keep"

@@ -173,7 +173,7 @@ def test_04_rollback_to_v1_with_the_pre_deploy_dump(host):
 
 
 def test_05_deploy_refused_while_the_lock_is_held(host):
-    taken = host.ansible("bosun.platform.platform_lock", "owner=alice job=maintenance-vacuum", check=False)
+    taken = host.ansible("bosun.platform.platform_lock", "taken_by=alice job=maintenance-vacuum", check=False)
     assert taken["changed"], taken
     try:
         rc, out = _playbook("deploy.yml", {"release": "2.0.0"})
@@ -221,7 +221,7 @@ def test_06b_restore_refused_while_a_deploy_holds_the_lock(host):
     """restore.yml (and cache_flush.yml) take the platform lock: while a deploy holds it they
     are refused, naming the holder, and change nothing."""
     assert _databases("example"), "the lab's database is missing"
-    taken = host.ansible("bosun.platform.platform_lock", "owner=deploy job='deploy 2.0.0'", check=False)
+    taken = host.ansible("bosun.platform.platform_lock", "taken_by=deploy job='deploy 2.0.0'", check=False)
     assert taken["changed"], taken
     try:
         rc, out = _playbook(

@@ -128,7 +128,7 @@ def read_backup_manifest(path):
 class BaseBackup(BackupJob):
     """One base backup of the cluster in backup_dir, and the archived WAL the kept ones need."""
 
-    PRODUCE = "backup"
+    PRODUCE = "take_backup"
     SIZE_KEY = "cluster_size"
     ESTIMATE_HOW = ("cluster %s x ratio %.3f of %s", "cluster %s x %.2f, no earlier base backup")
     PLANNED_SUFFIX = ".dir"
