@@ -1,17 +1,18 @@
 # Copyright: bosun.platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filter for every play that talks to PostgreSQL or Redis: ``connection``, a host's
-connection to a service as the module options of its action group
-(``group/bosun.platform.postgres`` or ``group/bosun.platform.redis``).
+"""Filter for every play that talks to PostgreSQL, Redis or Elasticsearch: ``connection``, a
+host's connection to a service as the module options of its action group
+(``group/bosun.platform.postgres``, ``group/bosun.platform.redis`` or
+``group/bosun.platform.elasticsearch``).
 
 One rule for every play:
 
-1. the dict ``bosun_<service>`` (``bosun_postgres``, ``bosun_redis``) when the host has it: it
-   is the whole connection, the older variables are then not read;
+1. the dict ``bosun_<service>`` (``bosun_postgres``, ``bosun_redis``, ``bosun_elasticsearch``)
+   when the host has it: it is the whole connection, the older variables are then not read;
 2. else, option by option, the older variables the playbooks read before the dict existed:
    postgres ``bosun_maintenance_login_<x>``, then ``bosun_backup_login_<x>``; redis
    ``bosun_redis_login_<x>``, ``bosun_redis_tls``, ``bosun_redis_ca_cert``,
-   ``bosun_redis_client_cert``, ``bosun_redis_client_key``.
+   ``bosun_redis_client_cert``, ``bosun_redis_client_key``; elasticsearch has none.
 
 Options that are not set (absent, null or Ansible's ``omit``) are left out, so the module's
 defaults apply. Error messages name variables and options, never their values.
@@ -24,6 +25,9 @@ __metaclass__ = type
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.bosun.platform.plugins.module_utils._elasticsearch import (
+    CONNECTION_OPTIONS as ELASTICSEARCH_ARGS,
+)
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import POSTGRES_COMMON_ARGS
 from ansible_collections.bosun.platform.plugins.module_utils._redis import REDIS_COMMON_ARGS
 
@@ -57,6 +61,7 @@ REDIS_LEGACY = dict(
 SERVICES = dict(
     postgres=dict(variable="bosun_postgres", options=POSTGRES_COMMON_ARGS, legacy=POSTGRES_LEGACY),
     redis=dict(variable="bosun_redis", options=REDIS_COMMON_ARGS, legacy=REDIS_LEGACY),
+    elasticsearch=dict(variable="bosun_elasticsearch", options=ELASTICSEARCH_ARGS, legacy={}),
 )
 
 

@@ -158,6 +158,14 @@ def deploy_dump_label(release):
     return _deploy.dump_label(release)
 
 
+def deploy_failure(host, failed_task=None, failed_result=None, progress=None):
+    """The failure record of a host whose move failed (the rollout's rescue)."""
+    try:
+        return _deploy.failed_move(host, failed_task, failed_result, progress)
+    except ValueError as e:
+        raise AnsibleFilterError("deploy_failure: %s" % e) from e
+
+
 def deploy_log_line(record):
     """The controller's deployment-log line of a run record."""
     return _deploy.log_line(_mapping(record, "deploy_log_line"))
@@ -180,4 +188,5 @@ class FilterModule:
             deploy_url_checks=deploy_url_checks,
             deploy_log_line=deploy_log_line,
             deploy_dump_label=deploy_dump_label,
+            deploy_failure=deploy_failure,
         )

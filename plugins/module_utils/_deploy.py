@@ -494,6 +494,27 @@ def log_line(record):
     return line
 
 
+# The steps of one host's move, in order; a failure is recorded against one of them.
+STEPS = ("drain", "switch", "gate", "enable", "done")
+
+
+def failed_move(host, failed_task=None, failed_result=None, progress=None):
+    """The record of a host whose move failed: ``{host, step, task, msg}``.
+
+    The step is the one the failed task declares (its ``deploy_step`` task variable, set on
+    the health gate's tasks), else the one the host recorded last (``progress.step``), else
+    ``drain`` (nothing was recorded: the drain failed).
+    """
+    task = failed_task if isinstance(failed_task, dict) else {}
+    result = failed_result if isinstance(failed_result, dict) else {}
+    progress = progress if isinstance(progress, dict) else {}
+    declared = (task.get("vars") or {}).get("deploy_step")
+    step = declared or progress.get("step") or "drain"
+    if step not in STEPS:
+        raise ValueError("deploy step %r is not one of %s" % (step, ", ".join(STEPS)))
+    return failure(str(host), step, str(task.get("name") or ""), str(result.get("msg") or ""))
+
+
 def dump_label(release):
     """The label of the restore point taken before the deploy of ``release``."""
     return "pre-deploy-%s" % re.sub(r"[^A-Za-z0-9_-]", "_", str(release))

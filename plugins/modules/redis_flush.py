@@ -220,7 +220,8 @@ results:
   elements: dict
   contains:
     pattern:
-      description: The C(SCAN MATCH) pattern used (a prefix escaped and followed by C(*)); null for O(whole_db) and O(all).
+      description: The C(SCAN MATCH) pattern used (a prefix escaped and followed by C(*)); null for O(whole_db) and
+        O(all).
       type: str
       sample: "menu:*"
     prefix:

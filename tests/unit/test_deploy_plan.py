@@ -835,7 +835,7 @@ def test_the_states_feed_the_other_filters():
 
 def test_every_filter_is_documented_with_its_signature():
     filters = flt.FilterModule().filters()
-    assert len(filters) == 14
+    assert len(filters) == 15
     for name, func in filters.items():
         with open(os.path.join(ROOT, "plugins", "filter", name + ".yml"), encoding="utf-8") as f:
             doc = yaml.safe_load(f)["DOCUMENTATION"]
@@ -852,3 +852,36 @@ def test_every_filter_is_documented_with_its_signature():
                 assert "default" not in option, (name, param.name)
             else:
                 assert option.get("default") == param.default, (name, param.name)
+
+
+# --- The rollout's rescue: which step failed -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "task_vars, progress, step",
+    [
+        ({"deploy_step": "gate"}, {"step": "switch", "drained": True}, "gate"),  # the gate's own tasks
+        ({}, {"step": "switch", "drained": True}, "switch"),  # the switch failed after the drain
+        (None, {"step": "switch"}, "switch"),
+        ({}, {}, "drain"),  # nothing recorded: the drain itself failed
+        ({"other": 1}, None, "drain"),
+    ],
+)
+def test_the_failed_step_is_declared_by_the_task_or_recorded_by_the_host(task_vars, progress, step):
+    task = {"name": "any name at all", "vars": task_vars}
+    record = flt.deploy_failure("app1", task, {"msg": "boom"}, progress)
+    assert record == d.failure("app1", step, "any name at all", "boom")
+
+
+def test_the_task_name_does_not_decide_the_step():
+    named_like_the_gate = {"name": "Health gate on release 2.0.0", "vars": {}}
+    assert flt.deploy_failure("app1", named_like_the_gate, {}, {"step": "switch"})["step"] == "switch"
+
+
+def test_a_failure_without_a_failed_task_or_message_still_names_the_host():
+    assert flt.deploy_failure("app2") == {"host": "app2", "step": "drain", "task": "", "msg": "failed"}
+
+
+def test_an_unknown_declared_step_is_refused():
+    with pytest.raises(AnsibleFilterError, match="deploy step 'gat' is not one of drain, switch, gate"):
+        flt.deploy_failure("app1", {"vars": {"deploy_step": "gat"}})

@@ -10,6 +10,9 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.bosun.platform.plugins.filter.connection import connection
+from ansible_collections.bosun.platform.plugins.module_utils._elasticsearch import (
+    CONNECTION_OPTIONS as ELASTICSEARCH_ARGS,
+)
 from ansible_collections.bosun.platform.plugins.module_utils._postgres import POSTGRES_COMMON_ARGS
 from ansible_collections.bosun.platform.plugins.module_utils._redis import REDIS_COMMON_ARGS
 
@@ -45,14 +48,25 @@ def test_the_redis_dict_is_the_whole_connection():
     assert connection(variables, "redis") == dict(login_port=6380, tls=True, ca_cert="/etc/ca.pem", login_db=2)
 
 
-@pytest.mark.parametrize("service", ["postgres", "redis"])
+def test_the_elasticsearch_dict_is_the_whole_connection_and_has_no_older_variables():
+    given = dict(url="https://10.0.0.5:9200", login_user="maint", login_password=SECRET, ca_cert="/etc/ca.crt")
+    assert connection(dict(bosun_elasticsearch=given), "elasticsearch") == given
+    assert connection(dict(bosun_backup_login_user="backup", bosun_redis_login_user="c"), "elasticsearch") == {}
+    with pytest.raises(AnsibleFilterError) as err:
+        connection(dict(bosun_elasticsearch=dict(given, password=SECRET)), "elasticsearch")
+    assert "bosun_elasticsearch has unknown options password" in str(err.value) and SECRET not in str(err.value)
+
+
+@pytest.mark.parametrize("service", ["postgres", "redis", "elasticsearch"])
 def test_an_empty_dict_means_the_module_defaults(service):
     variables = {"bosun_" + service: {}, "bosun_backup_login_user": "backup", "bosun_redis_login_user": "cache-maint"}
     assert connection(variables, service) == {}
 
 
 @pytest.mark.parametrize(
-    "service, options", [("postgres", POSTGRES_COMMON_ARGS), ("redis", REDIS_COMMON_ARGS)], ids=["postgres", "redis"]
+    "service, options",
+    [("postgres", POSTGRES_COMMON_ARGS), ("redis", REDIS_COMMON_ARGS), ("elasticsearch", ELASTICSEARCH_ARGS)],
+    ids=["postgres", "redis", "elasticsearch"],
 )
 def test_the_dict_takes_every_connection_option_of_the_group(service, options):
     given = dict((name, "v-" + name) for name in options)
@@ -148,7 +162,7 @@ def test_the_services_do_not_read_each_others_variables():
 # --- what is not set is left out -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("service", ["postgres", "redis"])
+@pytest.mark.parametrize("service", ["postgres", "redis", "elasticsearch"])
 def test_nothing_set_gives_an_empty_dict(service):
     assert connection({"inventory_hostname": "h1"}, service) == {}
 
@@ -184,7 +198,7 @@ def test_empty_strings_and_false_are_values():
 
 @pytest.mark.parametrize("service", ["mysql", "", "Postgres", None, ["redis"]])
 def test_an_unknown_service_is_a_clear_error(service):
-    with pytest.raises(AnsibleFilterError, match=r"unknown service .*; choose one of postgres, redis"):
+    with pytest.raises(AnsibleFilterError, match=r"unknown service .*; choose one of elasticsearch, postgres, redis"):
         connection({}, service)
 
 
@@ -221,12 +235,13 @@ PLAYS = {
     "playbooks/restore.yml": ["postgres"],
     "playbooks/restore_drill.yml": ["postgres"],
     "playbooks/cache_flush.yml": ["redis"],
-    "playbooks/maintenance.yml": ["postgres", "postgres", "postgres", "postgres", "redis"],
+    "playbooks/maintenance.yml": ["postgres"] * 4 + ["redis"] + ["elasticsearch"] * 2,
 }
 
 
 def _group_defaults(node, found):
-    """Every value of module_defaults group/bosun.platform.(postgres|redis) under node."""
+    """Every value of module_defaults group/bosun.platform.(postgres|redis), and of the
+    elasticsearch_maintenance module, under node."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "module_defaults":
@@ -234,6 +249,8 @@ def _group_defaults(node, found):
                     for group, entry in defaults.items():
                         if group in ("group/bosun.platform.postgres", "group/bosun.platform.redis"):
                             found.append((group.rsplit(".", 1)[1], entry))
+                        elif group == "bosun.platform.elasticsearch_maintenance":
+                            found.append(("elasticsearch", entry))
             else:
                 _group_defaults(value, found)
     elif isinstance(node, list):
