@@ -119,3 +119,78 @@ def stale_rules(added_lines, wanted):
         for spec, comment in parse_added(added_lines)
         if OWNED_COMMENT.match(comment) and comment not in keep
     ]
+
+
+# --- one call that brings ufw to what the role wants (module ufw_firewall) ------------------
+
+# /etc/default/ufw's policy keys per direction, and its policy words in ufw's own terms.
+POLICY_KEYS = dict(incoming="DEFAULT_INPUT_POLICY", outgoing="DEFAULT_OUTPUT_POLICY", routed="DEFAULT_FORWARD_POLICY")
+POLICY_WORDS = dict(DROP="deny", ACCEPT="allow", REJECT="reject")
+DIRECTIONS = ("incoming", "routed", "outgoing")
+
+
+def parse_defaults(text):
+    """{direction: policy} from /etc/default/ufw (``deny``, ``allow``, ``reject``; None if unset)."""
+    values = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if "=" not in line or line.startswith("#"):
+            continue
+        key, value = line.split("=", 1)
+        values[key.strip()] = value.strip().strip("\"'")
+    return dict((d, POLICY_WORDS.get(values.get(key, ""), None)) for d, key in POLICY_KEYS.items())
+
+
+def parse_active(status_text):
+    """Whether ``ufw status`` says the firewall is active."""
+    for line in status_text.splitlines():
+        if line.strip().lower().startswith("status:"):
+            return line.split(":", 1)[1].strip().lower() == "active"
+    return False
+
+
+def add_argv(rule):
+    """The ufw command that adds a wanted rule (argv: the comment is one argument)."""
+    return [
+        "ufw",
+        rule["rule"],
+        "from",
+        rule["from"],
+        "to",
+        "any",
+        "port",
+        rule["port"],
+        "proto",
+        rule["proto"],
+        "comment",
+        rule["comment"],
+    ]
+
+
+def delete_argv(stale):
+    """The ufw command that deletes a rule of ``ufw show added`` (spec as ufw printed it)."""
+    return ["ufw", "delete"] + stale["spec"].split() + ["comment", stale["comment"]]
+
+
+def plan(wanted, added_lines, current_defaults, wanted_defaults, active, enable=True, delete_stale=True):
+    """What to change: ``{add, delete, defaults, enable}``, in the order they are applied.
+
+    A wanted rule is there when a rule of ``ufw show added`` carries its comment (the comment
+    holds the id derived from the rule's action, port, protocol and source). Stale rules are
+    the role's own rules no longer wanted. ``defaults`` maps each direction whose policy
+    differs to ``(before, after)``; ``enable`` is true when the firewall must be turned on.
+    """
+    present = set(comment for _spec, comment in parse_added(added_lines))
+    add = [w for w in wanted if w["comment"] not in present]
+    delete = stale_rules(added_lines, wanted) if delete_stale else []
+    defaults = {}
+    for direction in DIRECTIONS:
+        want = (wanted_defaults or {}).get(direction)
+        if want and current_defaults.get(direction) != want:
+            defaults[direction] = (current_defaults.get(direction), want)
+    return dict(add=add, delete=delete, defaults=defaults, enable=bool(enable and not active))
+
+
+def owned_comments(added_lines):
+    """The comments of the role's rules in ``ufw show added``, sorted (for a diff)."""
+    return sorted(c for _s, c in parse_added(added_lines) if OWNED_COMMENT.match(c))

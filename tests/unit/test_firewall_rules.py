@@ -101,3 +101,105 @@ def test_a_control_address_that_is_not_an_ip_address_is_refused_by_name():
     with pytest.raises(AnsibleFilterError, match="bosun_private_address"):
         ufw_rules.ufw_wanted_rules([], 22, [], ["mon1.example.com"])
     assert ufw_rules.ufw_wanted_rules(["10.0.0.0/8"], 22, []) == _firewall.wanted_rules(["10.0.0.0/8"], 22, [], [""])
+
+
+# --- module ufw_firewall: one call, its plan --------------------------------------------------
+
+UFW_DEFAULTS = """# /etc/default/ufw
+IPV6=yes
+DEFAULT_INPUT_POLICY="DROP"
+DEFAULT_OUTPUT_POLICY="ACCEPT"
+DEFAULT_FORWARD_POLICY="DROP"
+"""
+
+
+def test_the_default_policies_are_read_in_ufws_own_words():
+    assert _firewall.parse_defaults(UFW_DEFAULTS) == {"incoming": "deny", "outgoing": "allow", "routed": "deny"}
+    fresh = UFW_DEFAULTS.replace('INPUT_POLICY="DROP"', "INPUT_POLICY=ACCEPT").replace("DEFAULT_FORWARD_POLICY", "#X")
+    assert _firewall.parse_defaults(fresh) == {"incoming": "allow", "outgoing": "allow", "routed": None}
+
+
+@pytest.mark.parametrize(
+    "text, active",
+    [("Status: active\n\nTo  Action  From\n", True), ("Status: inactive\n", False), ("", False)],
+)
+def test_the_status_line_says_whether_ufw_is_active(text, active):
+    assert _firewall.parse_active(text) is active
+
+
+POLICIES = {"incoming": "deny", "routed": "deny", "outgoing": "allow"}
+
+
+def _wanted():
+    return _firewall.wanted_rules(["198.51.100.0/24"], 22, [{"port": 443, "comment": "https"}])
+
+
+def _added(rules, extra=()):
+    lines = ["Added user rules (see 'ufw status' for running firewall):"]
+    lines += [
+        "ufw %s from %s to any port %s proto %s comment '%s'"
+        % (r["rule"], r["from"], r["port"], r["proto"], r["comment"])
+        for r in rules
+    ]
+    return lines + list(extra)
+
+
+def test_a_converged_firewall_needs_nothing():
+    wanted = _wanted()
+    todo = _firewall.plan(wanted, _added(wanted), POLICIES, POLICIES, active=True)
+    assert todo == {"add": [], "delete": [], "defaults": {}, "enable": False}
+
+
+def test_a_fresh_firewall_gets_every_rule_then_its_policies_then_is_enabled():
+    wanted = _wanted()
+    current = {"incoming": "allow", "routed": "deny", "outgoing": "allow"}
+    todo = _firewall.plan(
+        wanted, ["Added user rules (see 'ufw status' for running firewall):", "(None)"], current, POLICIES, active=False
+    )
+    assert todo["add"] == wanted and todo["delete"] == []
+    assert todo["defaults"] == {"incoming": ("allow", "deny")} and todo["enable"] is True
+
+
+def test_a_narrowed_range_adds_the_new_rule_and_deletes_the_old_one_only():
+    old = _firewall.wanted_rules(["any"], 22, [{"port": 443, "comment": "https"}])
+    by_hand = "ufw allow 8080/tcp comment 'opened by hand'"
+    todo = _firewall.plan(_wanted(), _added(old, [by_hand, "ufw deny from 203.0.113.9"]), POLICIES, POLICIES, True)
+    assert [r["label"] for r in todo["add"]] == ["admin ssh"]
+    assert [d["comment"] for d in todo["delete"]] == [old[0]["comment"]]
+    assert _firewall.delete_argv(todo["delete"][0]) == (
+        ["ufw", "delete", "allow", "from", "any", "to", "any", "port", "22", "proto", "tcp", "comment"]
+        + [old[0]["comment"]]
+    )
+
+
+def test_stale_rules_are_kept_when_asked_and_unset_policies_are_left_alone():
+    old = _firewall.wanted_rules(["any"], 22, [])
+    todo = _firewall.plan(
+        _wanted(), _added(old), {"incoming": "allow"}, {"outgoing": "allow"}, True, enable=False, delete_stale=False
+    )
+    assert todo["delete"] == [] and todo["enable"] is False
+    assert todo["defaults"] == {"outgoing": (None, "allow")}
+
+
+def test_the_add_command_is_an_argument_list_with_the_comment_as_one_argument():
+    rule = _wanted()[1]
+    assert _firewall.add_argv(rule) == [
+        "ufw",
+        "allow",
+        "from",
+        "any",
+        "to",
+        "any",
+        "port",
+        "443",
+        "proto",
+        "tcp",
+        "comment",
+        rule["comment"],
+    ]
+
+
+def test_the_role_rules_comments_are_listed_for_the_diff():
+    wanted = _wanted()
+    lines = _added(wanted, ["ufw allow 8080/tcp comment 'opened by hand'"])
+    assert _firewall.owned_comments(lines) == sorted(w["comment"] for w in wanted)
