@@ -10,6 +10,7 @@ DOCUMENTATION = r"""
 module: ssh_host_keys
 short_description: Offer exactly the SSH host key types asked for, in one call
 version_added: 0.1.0
+author: bosun.platform maintainers (@bosun-platform)
 description:
   - Removes the host keys of the types not offered (of C(ecdsa), C(dsa) and C(rsa)), removes an
     RSA host key shorter than O(rsa_bits) and makes it again, and makes every missing key of

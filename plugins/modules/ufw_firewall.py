@@ -10,6 +10,7 @@ DOCUMENTATION = r"""
 module: ufw_firewall
 short_description: Bring ufw to the rules, default policies and state the common role wants, in one call
 version_added: 0.1.0
+author: bosun.platform maintainers (@bosun-platform)
 description:
   - Reads C(ufw show added), C(ufw status) and C(/etc/default/ufw) once, then adds the wanted
     rules that are missing, deletes the rules the role made that are no longer wanted, sets the

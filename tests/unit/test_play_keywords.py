@@ -101,8 +101,8 @@ def test_every_play_keyword_variable_is_specified_where_it_is_read():
     spec, reads = _spec(), _keyword_reads()
     assert sorted(reads) == sorted(spec)
     for name, where in reads.items():
-        assert sorted({playbook for playbook, _ in where}) == sorted(spec[name]["playbooks"]), name
-        assert {keyword for _, keyword in where} == {spec[name]["keyword"]}, name
+        assert sorted({place[0] for place in where}) == sorted(spec[name]["playbooks"]), name
+        assert {place[1] for place in where} == {spec[name]["keyword"]}, name
 
 
 @pytest.mark.parametrize("name", sorted(_spec()))
