@@ -235,6 +235,17 @@ def test_stub_status_on_loopback_only(host):
         socket.create_connection((_address(host), 8080), timeout=3).close()
 
 
+def test_nginx_exporter_publishes_stub_status_on_the_private_address(host):
+    """bosun.platform.exporters (nginx): reads the loopback stub_status, serves on the private address."""
+    conn = http.client.HTTPConnection(_address(host), 9113, timeout=15)
+    conn.request("GET", "/metrics")
+    metrics = conn.getresponse().read().decode()
+    conn.close()
+    assert "\nnginx_up 1" in metrics, metrics[:2000]
+    assert "nginx_connections_accepted" in metrics
+    assert not host.socket("tcp://0.0.0.0:9113").is_listening
+
+
 def test_access_log_is_json(host):
     agent = 'bosun-test "quoted" \\ agent'
     _https(host, "/logged?q=1", headers={"User-Agent": agent})

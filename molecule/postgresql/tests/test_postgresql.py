@@ -259,3 +259,25 @@ def test_a_dump_with_default_compression_is_a_zstd_stream(host):
         assert host.run("zstd -tq %s", backup["path"]).rc == 0
     finally:
         host.run("rm -rf %s", DUMPS)
+
+
+def test_postgres_exporter_reads_the_server_as_its_pg_monitor_login(host):
+    """bosun.platform.exporters (postgres): up on the private address, password in its env file only."""
+    import http.client
+
+    conn = http.client.HTTPConnection(_address(host), 9187, timeout=15)
+    conn.request("GET", "/metrics")
+    metrics = conn.getresponse().read().decode()
+    conn.close()
+    assert "\npg_up 1" in metrics, metrics[:2000]
+    assert "pg_stat_database_xact_commit" in metrics
+    # the collection's extra queries, which two alert rules read: a primary lags 0 s
+    lag = [line for line in metrics.splitlines() if line.startswith("pg_replication_lag{")]
+    assert lag and float(lag[0].split()[-1]) == 0, lag
+    wal = [line for line in metrics.splitlines() if line.startswith("pg_wal_size_bytes{")]
+    assert wal and float(wal[0].split()[-1]) > 0, wal
+    env = host.file("/etc/default/prometheus-postgres-exporter")
+    assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
+    argv = host.check_output("cat /proc/$(pidof prometheus-postgres-exporter)/cmdline | tr '\\0' ' '")
+    assert "pass" not in argv and "DATA_SOURCE" not in argv, argv
+    assert host.check_output("ps -o user= -p $(pidof prometheus-postgres-exporter)").strip() == "prometheus"
