@@ -19,8 +19,8 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 # `make test` runs its stages this many at a time (scripts/pool.py): they mostly wait on
 # containers, not on the cores. The longest go first; the short CPU-bound ones fill the end.
 JOBS ?= 3
-LONGEST_FIRST := molecule-topology rehearsal molecule-common molecule-acme molecule-elasticsearch molecule-postgresql molecule-app \
-	integration molecule-control molecule-nginx molecule-redis molecule-maintenance_schedule
+LONGEST_FIRST := molecule-topology rehearsal molecule-common molecule-acme molecule-elasticsearch molecule-monitor molecule-postgresql \
+	molecule-app integration molecule-control molecule-nginx molecule-redis molecule-maintenance_schedule
 TEST_STAGES := $(LONGEST_FIRST) \
 	$(addprefix molecule-,$(filter-out $(patsubst molecule-%,%,$(LONGEST_FIRST)),$(SCENARIOS))) \
 	lint sanity unit

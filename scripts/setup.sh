@@ -187,4 +187,10 @@ es_zip=$(cd "$ROOT" && "$VENV/bin/python" -c \
   || die "could not fetch the Elasticsearch distribution with Maven"
 log "Elasticsearch distribution present ($(basename "$es_zip"))"
 
+# --- 7. promtool ---------------------------------------------------------------------------
+# The alert rules' unit tests run promtool; it comes out of Debian's prometheus package,
+# unpacked into .cache/tools (keyed by the package version), with no Prometheus service.
+promtool=$(bash "$ROOT/scripts/install_promtool.sh" | tail -n 1) || die "could not install promtool"
+log "promtool present ($promtool)"
+
 log "ready"
