@@ -22,6 +22,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import quote
 
+from ansible_collections.bosun.platform.plugins.module_utils._prometheus import inventory_address
+
 # In the order main.yml runs them.
 EXPORTERS = ("node", "redis", "postgres", "nginx", "elasticsearch")
 
@@ -110,26 +112,23 @@ def _ports(ports):
 
 
 def host_address(host, hostvars):
-    """A host's address for firewall rules: bosun_private_address, else ansible_host.
+    """A host's address for firewall rules, by the rule Prometheus reaches hosts with
+    (``_prometheus.inventory_address``: bosun_private_address, else ansible_host).
 
-    Either must be an IP address (ufw takes addresses, not names); ValueError otherwise.
+    It must be an IP address (ufw takes addresses, not names); ExportersError otherwise.
     """
-    hv = hostvars.get(host) if isinstance(hostvars, Mapping) else None
-    if not isinstance(hv, Mapping):
+    if not isinstance(hostvars, Mapping) or not isinstance(hostvars.get(host), Mapping):
         raise ExportersError("monitor host %r is not in hostvars" % (host,))
-    for key in ("bosun_private_address", "ansible_host"):
-        value = hv.get(key)
-        if value is None or str(value).strip() == "":
-            continue
-        text = str(value).strip()
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            raise ExportersError(
-                "monitor host %r: %s %r is not an IP address; give it a bosun_private_address" % (host, key, text)
-            ) from None
-        return text
-    raise ExportersError("monitor host %r has neither bosun_private_address nor ansible_host" % (host,))
+    key, text = inventory_address(host, hostvars)
+    if key is None:
+        raise ExportersError("monitor host %r has neither bosun_private_address nor ansible_host" % (host,))
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ExportersError(
+            "monitor host %r: %s %r is not an IP address; give it a bosun_private_address" % (host, key, text)
+        ) from None
+    return text
 
 
 def firewall_rules(group_names, monitor_hosts, hostvars, exporter_groups=None, ports=None, proto="tcp"):

@@ -72,16 +72,23 @@ def _port(value, what):
     return value
 
 
-def host_address(name, hostvars):
-    """The address Prometheus reaches ``name`` at: ``bosun_private_address``, else
-    ``ansible_host``, else the inventory hostname."""
+def inventory_address(name, hostvars):
+    """``(variable, value)`` of the first of ``bosun_private_address`` and ``ansible_host`` the
+    host ``name`` sets (blank values skipped), else ``(None, None)``. The one rule for the
+    address a host is reached at on the private network (scrape targets, firewall sources)."""
     variables = hostvars.get(name) if isinstance(hostvars, Mapping) else None
     if isinstance(variables, Mapping):
         for key in ("bosun_private_address", "ansible_host"):
             value = variables.get(key)
-            if value:
-                return str(value)
-    return str(name)
+            if value is not None and str(value).strip():
+                return key, str(value).strip()
+    return None, None
+
+
+def host_address(name, hostvars):
+    """The address Prometheus reaches ``name`` at: ``bosun_private_address``, else
+    ``ansible_host``, else the inventory hostname."""
+    return inventory_address(name, hostvars)[1] or str(name)
 
 
 def _join(address, port):
